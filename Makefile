@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each installs what it needs.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch is installed first when no torch is present, so that the
+# package's open `torch>=…` range does not pull a multi-GB CUDA build.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: install demo test test-slow lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_CPU)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python -m longctx.demo
+
+# pytest exits 5 when nothing was collected; that is reported, not treated as a failure.
+test: install
+	LONGCTX_STRICT_PLUGINS=1 $(BIN)/python -m pytest -m "not slow" -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+test-slow: install
+	LONGCTX_STRICT_PLUGINS=1 $(BIN)/python -m pytest -m "slow" -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

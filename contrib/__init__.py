@@ -1,0 +1,1 @@
+"""Contributed tooling (the plugin-conformance kit) and example third-party plugins."""
