@@ -24,7 +24,7 @@ from longctx.errors import CompositionError, IncompatibleModelError, InputError,
 from longctx.kvcache import cache_kwarg, cache_nbytes
 from longctx.params import config_values, make_config
 from longctx.registry import Registry, Technique, get_registry, parse_ref
-from longctx.spec import DEFAULTS, LIST_SLOTS, SINGLE_SLOTS, SLOT_FAMILY, ComponentSpec, PipelineSpec
+from longctx.spec import LIST_SLOTS, SINGLE_SLOTS, SLOT_FAMILY, ComponentSpec, PipelineSpec
 from longctx.text import Reduction
 
 _MISSING = object()
@@ -343,10 +343,11 @@ def _resolve_requirements(spec: PipelineSpec, registry: Registry) -> tuple[Pipel
                 rfam, rname = parse_ref(ref)
                 rslot = next(s for s, f in SLOT_FAMILY.items() if f == rfam)
                 if rslot in SINGLE_SLOTS:
-                    current: ComponentSpec = getattr(spec, rslot)
-                    if current.name == rname:
+                    chosen: ComponentSpec | None = getattr(spec, rslot)
+                    if chosen is not None and chosen.name == rname:
                         continue
-                    if current.name != DEFAULTS[rslot]:
+                    if chosen is not None:
+                        current = chosen
                         raise CompositionError(
                             f"{family} technique {comp.name!r} requires {rfam}={rname}, "
                             f"but {rfam}={current.name} was chosen"

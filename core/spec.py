@@ -96,12 +96,18 @@ class PipelineSpec:
     """What to compose: the model plus one technique per slot."""
 
     model: str | None = None
-    positional: ComponentSpec = attrs.field(factory=lambda: ComponentSpec(DEFAULTS["positional"]))
-    attention: ComponentSpec = attrs.field(factory=lambda: ComponentSpec(DEFAULTS["attention"]))
-    kv: ComponentSpec = attrs.field(factory=lambda: ComponentSpec(DEFAULTS["kv"]))
+    #: ``None`` means "not chosen": the default technique is used, and a requirement may fill it.
+    positional: ComponentSpec | None = None
+    attention: ComponentSpec | None = None
+    kv: ComponentSpec | None = None
     reducers: tuple[ComponentSpec, ...] = ()
     augmenters: tuple[ComponentSpec, ...] = ()
     evaluators: tuple[ComponentSpec, ...] = ()
+
+    def slot(self, name: str) -> ComponentSpec:
+        """The component in single slot ``name``, the default technique when none was chosen."""
+        c = getattr(self, name)
+        return c if c is not None else ComponentSpec(DEFAULTS[name])
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -187,7 +193,8 @@ class PipelineSpec:
         if self.model is not None:
             out["model"] = self.model
         for slot in SINGLE_SLOTS:
-            out[slot] = table(getattr(self, slot))
+            if getattr(self, slot) is not None:
+                out[slot] = table(getattr(self, slot))
         for slot in LIST_SLOTS:
             items = getattr(self, slot)
             if items:
@@ -207,7 +214,7 @@ class PipelineSpec:
             out.append(f"model={self.model}")
         for slot in SINGLE_SLOTS:
             c = getattr(self, slot)
-            if c.name != DEFAULTS[slot] or c.params:
+            if c is not None:
                 out.append(f"{slot}={c}")
         rev = {"reducers": "reduce", "augmenters": "augment", "evaluators": "eval"}
         for slot in LIST_SLOTS:
@@ -222,7 +229,7 @@ class PipelineSpec:
     def components(self) -> list[tuple[str, str, ComponentSpec]]:
         """``(slot, family, component)`` for every component, in application order."""
         out = [("reducers", "reduction", c) for c in self.reducers]
-        out += [(s, SLOT_FAMILY[s], getattr(self, s)) for s in ("positional", "kv", "attention")]
+        out += [(s, SLOT_FAMILY[s], self.slot(s)) for s in ("positional", "kv", "attention")]
         out += [("augmenters", "augmentation", c) for c in self.augmenters]
         out += [("evaluators", "evaluation", c) for c in self.evaluators]
         return out
@@ -238,7 +245,8 @@ class PipelineSpec:
 
         kwargs: dict[str, Any] = {}
         for slot in SINGLE_SLOTS:
-            kwargs[slot] = norm(SLOT_FAMILY[slot], getattr(self, slot))
+            c = getattr(self, slot)
+            kwargs[slot] = None if c is None else norm(SLOT_FAMILY[slot], c)
         for slot, fam in LIST_SLOTS.items():
             kwargs[slot] = tuple(norm(fam, c) for c in getattr(self, slot))
         return attrs.evolve(self, **kwargs)
