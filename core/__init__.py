@@ -54,4 +54,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'longctx' has no attribute {name!r}")
 
 
-__all__ = [*_LAZY, "__version__", "list_techniques"]
+__all__ = [
+    "ComponentSpec",
+    "Generation",
+    "LoadedModel",
+    "LongctxError",
+    "Pipeline",
+    "PipelineSpec",
+    "__version__",
+    "compose",
+    "get_registry",
+    "hookimpl",
+    "list_techniques",
+    "load_model",
+]

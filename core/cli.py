@@ -100,7 +100,11 @@ def cli(ctx: click.Context, plugin_opts: tuple[str, ...]) -> None:
 
 
 @cli.command("plugins")
-@click.option("--family", "-f", type=click.Choice(["positional", "attention", "kv", "reduction", "augmentation", "evaluation"]))
+@click.option(
+    "--family",
+    "-f",
+    type=click.Choice(["positional", "attention", "kv", "reduction", "augmentation", "evaluation"]),
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def plugins_cmd(ctx: click.Context, family: str | None, as_json: bool) -> None:
@@ -109,19 +113,30 @@ def plugins_cmd(ctx: click.Context, family: str | None, as_json: bool) -> None:
     techs = list(reg.techniques(family))
     problems = [p for p in reg.plugins.values() if p.status != "loaded"]
     if as_json:
-        _emit_json({"techniques": [t.to_json() for t in techs], "plugins": [p.to_json() for p in reg.plugins.values()]})
+        _emit_json(
+            {
+                "techniques": [t.to_json() for t in techs],
+                "plugins": [p.to_json() for p in reg.plugins.values()],
+            }
+        )
         return
-    table = Table(title="longctx techniques", show_lines=False, expand=False)
-    for col in ("family", "technique", "plugin (distribution version)", "parameters", "summary / paper"):
-        table.add_column(col, overflow="fold")
+    from longctx.hooks import FAMILIES
     from longctx.params import format_value
 
-    for t in techs:
-        params = "\n".join(f"{p.name}: {p.type} = {format_value(p.default)}" for p in t.params) or "—"
-        dist = f"{t.plugin} ({t.distribution or '?'} {t.version or ''})".strip()
-        req = f"\nrequires: {', '.join(t.requires)}" if t.requires else ""
-        table.add_row(t.family, f"[bold]{t.name}[/]", dist, params, f"{t.summary}\n[dim]{t.paper}[/]{req}")
-    console.print(table)
+    for fam in FAMILIES:
+        rows = [t for t in techs if t.family == fam]
+        if not rows:
+            continue
+        table = Table(title=f"[bold]{fam}[/]", title_justify="left", expand=True)
+        table.add_column("technique", no_wrap=True, style="bold")
+        table.add_column("parameters", overflow="fold")
+        table.add_column("summary · paper · plugin", overflow="fold", ratio=1)
+        for t in rows:
+            params = "\n".join(f"{p.name}: {p.type} = {format_value(p.default)}" for p in t.params) or "—"
+            extra = f"\n[yellow]requires {', '.join(t.requires)}[/]" if t.requires else ""
+            origin = f"{t.plugin} ({t.distribution or '?'} {t.version or ''})".strip()
+            table.add_row(t.name, params, f"{t.summary}\n[dim]{t.paper}\nplugin {origin}[/]{extra}")
+        console.print(table)
     if problems:
         pt = Table(title="plugins not loaded", title_style="bold red")
         for col in ("plugin", "status", "distribution", "error"):
@@ -160,7 +175,9 @@ def _tree(pipe: Any) -> Tree:
     )
     for c in d["components"]:
         params = ", ".join(f"{k}={v}" for k, v in c["params"].items())
-        node = root.add(f"[magenta]{c['slot']}[/] = [bold]{c['technique']}[/]" + (f"({params})" if params else ""))
+        node = root.add(
+            f"[magenta]{c['slot']}[/] = [bold]{c['technique']}[/]" + (f"({params})" if params else "")
+        )
         node.add(f"[dim]{c['paper']}[/]")
         change = d["changes"].get(c["slot"])
         if change and change.get("changed", True) is not False:
@@ -174,7 +191,9 @@ def _tree(pipe: Any) -> Tree:
 @cli.command("compose")
 @click.argument("spec_words", nargs=-1, metavar="[SPEC]...")
 @click.option("--model", "-m", help="Model name, HF folder or .gguf file (default: gemma-3-270m).")
-@click.option("--from", "from_file", type=click.Path(dir_okay=False), help="Read the pipeline spec from a TOML file.")
+@click.option(
+    "--from", "from_file", type=click.Path(dir_okay=False), help="Read the pipeline spec from a TOML file."
+)
 @click.option("--save", type=click.Path(dir_okay=False), help="Write the validated spec to a TOML file.")
 @click.option("--prompt", help="The prompt text.")
 @click.option("--prompt-file", type=click.Path(dir_okay=False), help="Read the prompt from a file.")
@@ -211,7 +230,9 @@ def compose_cmd(
     if prompt is not None and not prompt.strip():
         raise InputError("the prompt is empty")
     if prompt is None and not dry_run and not save:
-        raise InputError("nothing to run: give --prompt TEXT or --prompt-file F (or --dry-run to only validate)")
+        raise InputError(
+            "nothing to run: give --prompt TEXT or --prompt-file F (or --dry-run to only validate)"
+        )
     spec = _spec_from(spec_words, from_file, model)
     reg = _registry(ctx)
     from longctx.models import load_model
@@ -259,17 +280,30 @@ class _null:
 
 
 @cli.command("eval")
-@click.option("--task", "-t", "tasks", multiple=True, required=True, help="Evaluation task, e.g. passkey (repeatable).")
-@click.option("--lengths", "-l", required=True, help="Comma-separated target lengths in tokens, e.g. 1k,2k,4k.")
-@click.option("--depths", "-d", default="0.5", show_default=True, help="Comma-separated needle depths in [0, 1].")
+@click.option(
+    "--task", "-t", "tasks", multiple=True, required=True, help="Evaluation task, e.g. passkey (repeatable)."
+)
+@click.option(
+    "--lengths", "-l", required=True, help="Comma-separated target lengths in tokens, e.g. 1k,2k,4k."
+)
+@click.option(
+    "--depths", "-d", default="0.5", show_default=True, help="Comma-separated needle depths in [0, 1]."
+)
 @click.option("--samples", "-n", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
-    "--pipeline", "pipelines", multiple=True,
+    "--pipeline",
+    "pipelines",
+    multiple=True,
     help="A pipeline: quoted spec words or a TOML file (repeatable; default: the unchanged model).",
 )
 @click.option("--model", "-m", help="Model name, HF folder or .gguf file (default: gemma-3-270m).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write results.jsonl (resumable) and summary.json here.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Write results.jsonl (resumable) and summary.json here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def eval_cmd(
@@ -318,7 +352,11 @@ def eval_cmd(
         table.add_column(col)
     for row in summary["by_length"]:
         table.add_row(
-            row["task"], str(row["length"]), row["pipeline"], f"{row['score']:.3f}", str(row["n"]),
+            row["task"],
+            str(row["length"]),
+            row["pipeline"],
+            f"{row['score']:.3f}",
+            str(row["n"]),
             f"{row['seconds']:.2f}",
         )
     console.print(table)
