@@ -26,7 +26,8 @@ class Reduction:
 
     ``text`` is the reduced context; ``spans`` are the kept pieces of the source, sorted and
     non-overlapping, so that ``text`` is those pieces joined by ``separator``; token counts are in the
-    pipeline's tokenizer.
+    pipeline's tokenizer. When a pipeline chains reducers, the spans of the result it reports refer to
+    the input of the *last* reducer (``tokens_in`` to the original context).
     """
 
     text: str
@@ -53,8 +54,10 @@ class Reduction:
 class Record:
     """One training record made by an augmenter.
 
-    ``input_ids`` is the sequence to train on; ``loss_mask[i]`` says whether position ``i`` is a
-    training target; ``meta`` carries technique-specific provenance (document ids, chunk order, …).
+    ``input_ids`` is the sequence to train on; ``loss_mask[i]`` says whether token ``input_ids[i]`` is a
+    training target (label-aligned: ``labels = where(loss_mask, input_ids, -100)``, shifted inside the
+    model as HF causal LMs do); ``meta`` carries technique-specific provenance (document ids, chunk
+    order, …).
     """
 
     input_ids: Sequence[int]
