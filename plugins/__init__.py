@@ -1,1 +1,4 @@
-"""First-party technique plugins, one package per technique; each is loaded through the\n``longctx.plugins`` entry-point group exactly like a third-party plugin."""
+"""First-party technique plugins, one package per technique.
+
+Each is loaded through the ``longctx.plugins`` entry-point group exactly like a third-party plugin.
+"""
