@@ -96,13 +96,16 @@ class ModelInfo:
             architecture=archs[0],
             rope=bool(rotary_modules(model)),
             absolute_positions=absolute,
-            causal_lm=hasattr(model, "generate") and bool(getattr(cfg, "is_decoder", False) or "CausalLM" in type(model).__name__),
+            causal_lm=hasattr(model, "generate")
+            and bool(getattr(cfg, "is_decoder", False) or "CausalLM" in type(model).__name__),
             layer_types=layer_types,
             num_layers=n_layers,
             num_heads=heads,
             num_kv_heads=kv_heads,
             head_dim=head_dim,
             max_position_embeddings=getattr(cfg, "max_position_embeddings", None),
-            sliding_window=getattr(cfg, "sliding_window", None) if "sliding_attention" in layer_types else None,
+            sliding_window=getattr(cfg, "sliding_window", None)
+            if "sliding_attention" in layer_types
+            else None,
             attn_implementation=getattr(cfg, "_attn_implementation", None),
         )

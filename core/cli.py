@@ -355,9 +355,9 @@ def eval_cmd(
             row["task"],
             str(row["length"]),
             row["pipeline"],
-            f"{row['score']:.3f}",
-            str(row["n"]),
-            f"{row['seconds']:.2f}",
+            f"{row['score']:.3f}" if row["score"] is not None else "—",
+            str(row["n"]) + (f" ({row['errors']} errors)" if row.get("errors") else ""),
+            f"{row['seconds']:.2f}" if row["seconds"] is not None else "—",
         )
     console.print(table)
     if out_dir:

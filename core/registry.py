@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+
+# Python >= 3.10's importlib.metadata has the selection API (entry_points(group=…), EntryPoint.dist)
+# that importlib-metadata backported, so no extra dependency is needed on supported versions.
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import attrs
@@ -20,10 +24,6 @@ import pluggy
 from longctx import hooks
 from longctx.errors import DuplicateTechniqueError, PluginError, UnknownTechniqueError
 from longctx.params import ParamInfo, params_of
-
-# Python >= 3.10's importlib.metadata has the selection API (entry_points(group=…), EntryPoint.dist)
-# that importlib-metadata backported, so no extra dependency is needed on supported versions.
-from importlib.metadata import EntryPoint, entry_points
 
 ENTRY_POINT_GROUP = "longctx.plugins"
 STRICT_ENV = "LONGCTX_STRICT_PLUGINS"
@@ -168,9 +168,7 @@ class Registry:
     def get(self, family: str, name: str) -> Technique:
         """The technique ``name`` of ``family``; an unknown name lists the available ones."""
         if family not in self._techniques:
-            raise UnknownTechniqueError(
-                f"unknown family {family!r}; families: {', '.join(hooks.FAMILIES)}"
-            )
+            raise UnknownTechniqueError(f"unknown family {family!r}; families: {', '.join(hooks.FAMILIES)}")
         try:
             return self._techniques[family][name]
         except KeyError:
@@ -284,9 +282,7 @@ def load_registry(
             err = "".join(traceback.format_exception_only(type(e), e)).strip()
             registry.plugins[name] = PluginStatus(name, "failed", dname, dver, value, err)
             continue
-        techs = tuple(
-            f"{t.family}/{t.name}" for t in registry.techniques() if t.plugin == name
-        )
+        techs = tuple(f"{t.family}/{t.name}" for t in registry.techniques() if t.plugin == name)
         registry.plugins[name] = PluginStatus(name, "loaded", dname, dver, value, None, techs)
     pm.hook.lc_configure.call_historic(kwargs={"registry": registry})
     return registry

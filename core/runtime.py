@@ -166,6 +166,11 @@ class Pipeline:
     # -- introspection --------------------------------------------------------------------------
 
     @property
+    def registry(self) -> Registry:
+        """The registry the pipeline was composed with."""
+        return self._ctx.registry
+
+    @property
     def kv(self) -> Any:
         return self.components["kv"]
 
@@ -205,7 +210,9 @@ class Pipeline:
         if query is None:
             context, query = _split_query(prompt)
         else:
-            context = prompt
+            # a prompt that already ends with its query: reduce only what comes before it
+            stripped, q = prompt.rstrip(), query.strip()
+            context = stripped[: -len(q)].rstrip("\n") if q and stripped.endswith(q) else prompt
         tokens_in = len(self.tokenizer(context, add_special_tokens=False)["input_ids"])
         red: Reduction | None = None
         text = context
@@ -284,7 +291,9 @@ class Pipeline:
 
         return self._ctx.registry.pm.hook.lc_run_generate(pipeline=self, prompt=prompt, run=run)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> Any:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> Any:
         """One forward pass of the composed model with a fresh cache from the KV store."""
         self._check_live()
         if attention_mask is None:
@@ -386,7 +395,11 @@ def _check_capabilities(spec: PipelineSpec, registry: Registry, info: ModelInfo)
             raise IncompatibleModelError(
                 f"{family} technique {comp.name!r} needs a model with {', '.join(sorted(missing))}, but "
                 f"{info.architecture} ({info.model_type}) has {what}"
-                + ("" if "rope" not in missing else "; choose a RoPE model or a technique for absolute positions")
+                + (
+                    ""
+                    if "rope" not in missing
+                    else "; choose a RoPE model or a technique for absolute positions"
+                )
             )
 
 

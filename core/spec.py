@@ -86,7 +86,7 @@ def _component(value: Any, where: str) -> ComponentSpec:
         d = dict(value)
         name = d.pop("technique", None)
         if not isinstance(name, str):
-            raise SpecError(f"{where}: a component table needs technique = \"name\"")
+            raise SpecError(f'{where}: a component table needs technique = "name"')
         return ComponentSpec(name, d)
     raise SpecError(f"{where}: expected a technique string or table, got {value!r}")
 
@@ -187,7 +187,10 @@ class PipelineSpec:
         """The TOML layout: ``[pipeline]`` with ``[pipeline.SLOT]`` tables (``technique = …`` + params)."""
 
         def table(c: ComponentSpec) -> dict[str, Any]:
-            return {"technique": c.name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in c.params.items()}}
+            return {
+                "technique": c.name,
+                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in c.params.items()},
+            }
 
         out: dict[str, Any] = {}
         if self.model is not None:

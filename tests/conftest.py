@@ -11,15 +11,8 @@ os.environ.setdefault("LONGCTX_STRICT_PLUGINS", "1")
 
 def _tiny(arch: str, **overrides):
     from longctx.models import tiny_model
-    from longctx.testing import BYTE_VOCAB_SIZE, byte_tokenizer
 
-    overrides.setdefault("vocab_size", BYTE_VOCAB_SIZE)
-    lm = tiny_model(arch, **overrides)
-    if lm.tokenizer is None and arch != "bert":
-        import attrs
-
-        lm = attrs.evolve(lm, tokenizer=byte_tokenizer())
-    return lm
+    return tiny_model(arch, **overrides)
 
 
 @pytest.fixture

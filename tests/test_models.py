@@ -42,15 +42,25 @@ def tmp_cache(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathli
 def test_tiny_model_builds_and_runs(arch: str) -> None:
     lm = tiny_model(arch)
     assert isinstance(lm, LoadedModel)
-    assert lm.tokenizer is None and lm.name == f"tiny-{arch}"
+    assert lm.name == f"tiny-{arch}"
+    if arch == "bert":
+        assert lm.tokenizer is None
+    else:  # the causal tiny models speak bytes, so they run real text
+        assert lm.tokenizer.decode(lm.tokenizer("héllo", add_special_tokens=False)["input_ids"]) == "héllo"
     assert not lm.model.training
     assert all(p.dtype == torch.float32 for p in lm.model.parameters())
     assert lm.model.config._attn_implementation == "sdpa"
     lm.model.set_attn_implementation("sdpa")
     out = _output(lm.model, torch.randint(0, 256, (2, 40)))
-    width = 256 if arch != "bert" else 64  # vocab logits, or BERT's hidden size
+    width = 260 if arch != "bert" else 64  # vocab logits (byte tokenizer), or BERT's hidden size
     assert out.shape == (2, 40, width)
     assert torch.isfinite(out).all()
+
+
+def test_tiny_aliases_load_by_name() -> None:
+    lm = load_model("tiny-gemma3")
+    assert lm.name == "tiny-gemma3" and lm.tokenizer is not None
+    assert "sliding_attention" in lm.model.config.layer_types
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)

@@ -149,7 +149,10 @@ def test_cli_reports_a_third_party_plugin_that_raises_on_import(tmp_path):
     _install_fake_distribution(tmp_path, "raise RuntimeError('this plugin is broken on purpose')\n")
     env = {"PYTHONPATH": str(tmp_path), "LONGCTX_STRICT_PLUGINS": "0", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-m", "longctx.cli", "plugins", "--json"], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "longctx.cli", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
         check=False,
     )
     assert out.returncode == 0, out.stderr

@@ -28,10 +28,17 @@ def test_component_parse_errors(bad):
 
 
 def test_words_fill_slots_and_lists():
-    s = PipelineSpec.from_words(["positional=pi:factor=2", "reduce=truncate-middle:budget=100", "reduce=bm25", "model=x"])
+    s = PipelineSpec.from_words(
+        ["positional=pi:factor=2", "reduce=truncate-middle:budget=100", "reduce=bm25", "model=x"]
+    )
     assert s.positional == ComponentSpec("pi", {"factor": "2"})
     assert [c.name for c in s.reducers] == ["truncate-middle", "bm25"]
-    assert s.model == "x" and s.attention is None and s.slot("attention").name == "sdpa" and s.slot("kv").name == "dynamic"
+    assert (
+        s.model == "x"
+        and s.attention is None
+        and s.slot("attention").name == "sdpa"
+        and s.slot("kv").name == "dynamic"
+    )
     with pytest.raises(SpecError, match="SLOT=TECHNIQUE"):
         PipelineSpec.from_words(["positonal=pi"])
 

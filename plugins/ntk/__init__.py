@@ -62,7 +62,10 @@ class NTKAwareScaling:
 
     def apply(self, ctx: Any) -> dict[str, Any]:
         out = apply_rope(
-            ctx, rope_type=ROPE_TYPE, init_fn=ntk_inv_freq, params={"factor": self.config.factor},
+            ctx,
+            rope_type=ROPE_TYPE,
+            init_fn=ntk_inv_freq,
+            params={"factor": self.config.factor},
             layers=self.config.layers,
         )
         if ctx.max_context is not None:

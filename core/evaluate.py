@@ -1,0 +1,638 @@
+"""Shared evaluation machinery: test cases, length fitting, the evaluation loop and its summary.
+
+An evaluation *task* (a plugin of the evaluation family, see :class:`longctx.hooks.evaluation.EvalTask`)
+turns ``(tokenizer, length, depth, seed)`` into :class:`Case` objects and scores predictions. This module
+holds what every task and every run needs:
+
+* :class:`Case` — one prompt with its gold answer, its target and measured length and a stable id;
+* :func:`fit_length` — fit a prompt to a token budget by searching the number of filler units (the
+  RULER recipe: estimate tokens per unit, bracket, bisect — never linear growth);
+* :func:`split_at_depth` — put a needle at a fraction of a haystack, at a sentence boundary;
+* :func:`run_eval` — generate each case once, run it on every pipeline, score, and append every result
+  to ``results.jsonl`` as soon as it exists (resumable; an interrupt loses nothing finished);
+* :func:`summarize` / :func:`write_summary` — mean score and time per cell.
+
+Lengths are always counted the way the pipeline will see them: the complete prompt *with* its special
+tokens (BOS) in the evaluated model's own tokenizer, plus the generation budget — "how much window the
+case needs" (RULER requires ``len(tokens) + tokens_to_generate <= max_seq_length``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import attrs
+
+from longctx.errors import InputError, LongctxError
+
+if TYPE_CHECKING:
+    from longctx.hooks.evaluation import EvalTask
+    from longctx.registry import Registry
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+#: The model ``run_eval_specs`` loads when neither the spec nor the caller names one.
+DEFAULT_MODEL = "gemma-3-270m"
+
+
+# -- cases -----------------------------------------------------------------------------------------
+
+
+def _sha256(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def prompt_hash(prompt: str) -> str:
+    """A short stable hash of a prompt's text."""
+    return _sha256(prompt)[:16]
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed derived from ``parts`` (stable across processes, unlike ``hash()``)."""
+    return int(_sha256(*(repr(p) for p in parts))[:16], 16) >> 1
+
+
+@attrs.frozen
+class Case:
+    """One evaluation case: a complete prompt and its gold answer.
+
+    :ivar task: the task's name.
+    :ivar prompt: the complete prompt text given to the model (question included).
+    :ivar answer: the gold answer.
+    :ivar target_tokens: the requested length (prompt with BOS + generation budget).
+    :ivar actual_tokens: the same quantity measured with the tokenizer the case was built for.
+    :ivar depth: where the evidence sits in the context, 0 (start) … 1 (end).
+    :ivar seed: the seed the case was generated from.
+    :ivar max_new_tokens: the generation budget.
+    :ivar query: the final question line (kept by context reducers), or ``None``.
+    :ivar meta: task-specific details (needle position, key, …), JSON-serialisable.
+    """
+
+    task: str
+    prompt: str
+    answer: str
+    target_tokens: int
+    actual_tokens: int
+    depth: float
+    seed: int
+    max_new_tokens: int
+    query: str | None = None
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def id(self) -> str:
+        """A stable id: the sha256 of task, prompt and answer (16 hex digits)."""
+        return _sha256(self.task, self.prompt, self.answer)[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        d = attrs.asdict(self, recurse=False)
+        d["meta"] = dict(self.meta)
+        d["id"] = self.id
+        return d
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Case:
+        fields = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+# -- token counting and length fitting -------------------------------------------------------------
+
+
+def count_prompt_tokens(tokenizer: Any, text: str) -> int:
+    """Tokens of ``text`` as a pipeline feeds it to the model: special tokens (BOS) included."""
+    if callable(tokenizer):
+        try:
+            enc = tokenizer(text, add_special_tokens=True, verbose=False)
+        except TypeError:  # a minimal tokenizer without transformers' keyword arguments
+            enc = tokenizer(text)
+        ids = enc["input_ids"] if isinstance(enc, Mapping) or hasattr(enc, "keys") else enc
+        return len(ids)
+    return len(tokenizer.encode(text))
+
+
+class Fit(NamedTuple):
+    """The result of :func:`fit_length`: ``n`` filler units give ``text`` of ``tokens`` tokens
+    (prompt with special tokens + ``reserve``)."""
+
+    n: int
+    text: str
+    tokens: int
+
+
+def fit_length(
+    build: Callable[[int], str],
+    tokenizer: Any,
+    target: int,
+    *,
+    lo: int = 0,
+    hi: int | None = None,
+    reserve: int = 0,
+    tolerance: float = 0.0,
+    probe: int = 32,
+) -> Fit:
+    """The largest number of filler units ``n`` in ``[lo, hi]`` whose prompt ``build(n)`` needs at most
+    ``target`` tokens (its tokens with BOS, plus ``reserve`` for the generation).
+
+    The token count is assumed non-decreasing in ``n``. The search follows RULER: estimate the tokens
+    per unit from a small probe, jump to the estimate, gallop (1, 2, 4, … units) to bracket the answer,
+    then bisect — a handful of tokenizations of the full prompt however long it is. With
+    ``tolerance > 0`` it stops as soon as a prompt is within ``tolerance · target`` tokens below the
+    target.
+
+    :raises InputError: when even ``build(lo)`` exceeds the target.
+    """
+    if hi is not None and hi < lo:
+        raise ValueError(f"fit_length: hi={hi} < lo={lo}")
+    seen: dict[int, tuple[int, str]] = {}
+
+    def f(n: int) -> int:
+        if n not in seen:
+            text = build(n)
+            seen[n] = (count_prompt_tokens(tokenizer, text) + reserve, text)
+        return seen[n][0]
+
+    def result(n: int) -> Fit:
+        return Fit(n, seen[n][1], seen[n][0])
+
+    slack = math.floor(tolerance * target)
+    if f(lo) > target:
+        raise InputError(
+            f"the prompt needs {f(lo)} tokens (including {reserve} to generate) before any filler is "
+            f"added, more than the target length {target}; ask for a longer length"
+        )
+    if hi is not None and f(hi) <= target:
+        return result(hi)
+
+    def clamp(n: int) -> int:
+        return n if hi is None else min(n, hi)
+
+    good = lo  # largest n known to fit
+    bad = hi  # smallest n known not to fit (None: unknown)
+    if target - f(good) <= slack:
+        return result(good)
+
+    # 1. estimate tokens per unit from a probe, then secant steps: each re-estimates the tokens per unit
+    #    over the longest span measured so far and jumps to the predicted answer
+    last = clamp(lo + max(1, probe))
+    for _ in range(4):
+        if f(last) <= target:
+            good = max(good, last)
+        else:
+            bad = last if bad is None else min(bad, last)
+        if target - f(good) <= slack or (bad is not None and bad - good <= 1):
+            return result(good)
+        per_unit = (f(last) - f(lo)) / (last - lo)
+        if per_unit <= 0:
+            break
+        guess = clamp(max(good + int((target - f(good)) / per_unit), good + 1))
+        if bad is not None:
+            guess = min(guess, bad - 1)
+        if guess in seen:
+            break
+        last = guess
+    # 2. gallop away from the estimate until the answer is bracketed
+    step = 1
+    while bad is None:
+        if target - f(good) <= slack:
+            return result(good)
+        n = clamp(good + step)
+        if f(n) <= target:
+            good = n
+            if hi is not None and n == hi:
+                return result(good)
+        else:
+            bad = n
+        step *= 2
+        if step > 1 << 62:
+            raise LongctxError("fit_length: the prompt does not grow with the number of filler units")
+    step = 1
+    while bad - good > 1 and target - f(good) > slack:
+        n = max(bad - step, good + 1)
+        if f(n) <= target:
+            good = n
+            break
+        bad = n
+        step *= 2
+    # 3. bisect [good, bad)
+    while bad - good > 1 and target - f(good) > slack:
+        mid = (good + bad) // 2
+        if f(mid) <= target:
+            good = mid
+        else:
+            bad = mid
+    return result(good)
+
+
+def split_at_depth(sentences: Sequence[str], depth: float, *, sep: str = " ") -> tuple[str, str, float]:
+    """Split the haystack ``sep.join(sentences)`` at the sentence boundary closest to ``depth`` (a fraction
+    of its characters). Returns ``(prefix, suffix, actual_depth)``; ``depth`` 0 puts everything in the
+    suffix and 1 everything in the prefix."""
+    if not 0.0 <= depth <= 1.0:
+        raise InputError(f"depth must be between 0 and 1, got {depth}")
+    if not sentences:
+        return "", "", depth
+    # ends[b] = characters of sep.join(sentences[:b]) (b = 0 … n)
+    ends = [0, *(e - len(sep) for e in itertools.accumulate(len(s) + len(sep) for s in sentences))]
+    total = ends[-1]
+    if total == 0:
+        return "", sep.join(sentences), depth
+    best = min(range(len(ends)), key=lambda b: (abs(ends[b] / total - depth), b))
+    return sep.join(sentences[:best]), sep.join(sentences[best:]), ends[best] / total
+
+
+def first_integer(text: str) -> int | None:
+    """The first run of digits in ``text`` as an int (the passkey/landmark scorer's reading)."""
+    m = re.search(r"\d+", text)
+    return int(m.group()) if m else None
+
+
+# -- building tasks from names ---------------------------------------------------------------------
+
+
+def load_tasks(names: Iterable[str], registry: Registry | None = None) -> dict[str, EvalTask]:
+    """Build evaluation tasks from ``"name"`` or ``"name:key=value,…"`` strings, keyed by the string
+    with typed, non-default parameters (``"passkey:max_new_tokens=16"``)."""
+    from longctx.params import config_values, make_config
+    from longctx.registry import get_registry
+    from longctx.spec import ComponentSpec
+
+    registry = registry or get_registry()
+    out: dict[str, EvalTask] = {}
+    for text in names:
+        comp = ComponentSpec.parse(text)
+        tech = registry.get("evaluation", comp.name)
+        cfg = make_config(tech.config, comp.params, technique=comp.name)
+        key = str(ComponentSpec(comp.name, config_values(cfg, only_changed=True)))
+        out[key] = tech.build(cfg, None)
+    return out
+
+
+# -- the evaluation loop ---------------------------------------------------------------------------
+
+
+def _spec_string(pipeline: Any, name: str) -> str:
+    spec = getattr(pipeline, "spec", None)
+    return str(spec) if spec is not None else name
+
+
+def _registry_of(pipelines: Mapping[str, Any]) -> Registry:
+    for p in pipelines.values():
+        reg = getattr(p, "registry", None)
+        if reg is not None:
+            return reg
+    from longctx.registry import get_registry
+
+    return get_registry()
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The results recorded in a ``results.jsonl``; a torn last line (a killed writer) is ignored."""
+    out = []
+    if not path.exists():
+        return out
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def _result_key(r: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """What makes a result reusable: the same case of the same task on the same pipeline (name and spec)."""
+    return (r["task"], r["case_id"], r["pipeline"], r.get("spec", r["pipeline"]))
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=sys.stderr),
+            )
+            self._id = self._bar.add_task("eval", total=total)
+            self._bar.start()
+
+    def describe(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._id, description=text)
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._id)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _cells(
+    task: EvalTask, tokenizer: Any, lengths: Sequence[int], depths: Sequence[float], samples: int, seed: int
+) -> Iterator[tuple[int, int, Case]]:
+    """``(sample, index, case)`` for every (length, depth, sample); sample ``s`` uses seed ``seed + s``,
+    so one seed gives the same keys at every length and depth (paired comparisons, as LongLoRA)."""
+    for length in lengths:
+        for depth in depths:
+            for s in range(samples):
+                for j, case in enumerate(task.cases(tokenizer, length=length, depth=depth, seed=seed + s)):
+                    yield s, j, case
+
+
+def run_eval(
+    pipelines: Mapping[str, Any],
+    tasks: Mapping[str, EvalTask],
+    *,
+    lengths: Sequence[int],
+    depths: Sequence[float] = (0.5,),
+    samples: int = 1,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    registry: Registry | None = None,
+    tokenizer: Any = None,
+) -> list[dict[str, Any]]:
+    """Evaluate every task on every pipeline.
+
+    Cases are generated once per (task, length, depth, sample) with the *first* pipeline's tokenizer (or
+    ``tokenizer``), so all pipelines see identical prompts; sample ``s`` uses seed ``seed + s``. Each
+    pipeline runs ``generate(case.prompt, query=case.query, max_new_tokens=case.max_new_tokens)``; an
+    :class:`InputError` (a prompt longer than the window, …) becomes a result with ``error`` set and
+    score 0. Each task × pipeline run goes through the ``lc_run_evaluate`` hook so plugins can wrap it.
+
+    With ``out_dir``, every result is appended to ``out_dir/results.jsonl`` and flushed as soon as it
+    exists; running again with the same ``out_dir`` skips the (task, case, pipeline name and spec)
+    results already there, so an interrupted run resumes where it stopped.
+
+    :returns: the result dicts of every requested case and pipeline (recorded ones included).
+    """
+    if not pipelines:
+        raise InputError("run_eval needs at least one pipeline")
+    if not tasks:
+        raise InputError("run_eval needs at least one task")
+    if samples < 1:
+        raise InputError(f"samples must be >= 1, got {samples}")
+    if tokenizer is None:
+        tokenizer = getattr(next(iter(pipelines.values())), "tokenizer", None)
+    if tokenizer is None:
+        raise InputError("the first pipeline has no tokenizer to build the cases with")
+    registry = registry or _registry_of(pipelines)
+
+    done: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    fh = None
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / RESULTS_FILE
+        done = {_result_key(r): r for r in read_results(path)}
+        fh = path.open("a", encoding="utf-8")
+        if path.stat().st_size and not _ends_with_newline(path):
+            fh.write("\n")  # a torn line left by a killed run
+            fh.flush()
+
+    # every case first (cheap, and a task that cannot build its cases fails before any generation)
+    all_cases = {t: list(_cells(tk, tokenizer, lengths, depths, samples, seed)) for t, tk in tasks.items()}
+    results: list[dict[str, Any]] = []
+    bar = _Progress(progress, sum(len(c) for c in all_cases.values()) * len(pipelines))
+    try:
+        for tname, task in tasks.items():
+            cases = all_cases[tname]
+            for pname, pipeline in pipelines.items():
+                spec = _spec_string(pipeline, pname)
+                bar.describe(f"{tname} · {pname}")
+                run = functools.partial(
+                    _run_cases, tname, task, pname, pipeline, spec, cases, done=done, fh=fh, bar=bar
+                )
+                rows = registry.pm.hook.lc_run_evaluate(task=tname, pipeline=spec, run=run)
+                results.extend(rows if rows is not None else [])
+    finally:
+        bar.close()
+        if fh is not None:
+            fh.close()
+    return results
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
+
+
+def _run_cases(
+    tname: str,
+    task: EvalTask,
+    pname: str,
+    pipeline: Any,
+    spec: str,
+    cases: Sequence[tuple[int, int, Case]],
+    *,
+    done: dict[tuple[str, str, str, str], dict[str, Any]],
+    fh: Any,
+    bar: _Progress,
+) -> list[dict[str, Any]]:
+    """Run ``cases`` on one pipeline, skipping recorded ones; each new result is written and flushed."""
+    rows = []
+    for sample, index, case in cases:
+        key = (tname, case.id, pname, spec)
+        row = done.get(key)
+        if row is None:
+            row = _run_case(tname, task, pname, pipeline, spec, case, sample, index)
+            if fh is not None:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.flush()
+            done[key] = row
+        rows.append(row)
+        bar.advance()
+    return rows
+
+
+def _run_case(
+    tname: str, task: EvalTask, pname: str, pipeline: Any, spec: str, case: Case, sample: int, index: int
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "case_id": case.id,
+        "prompt_hash": prompt_hash(case.prompt),
+        "task": tname,
+        "pipeline": pname,
+        "spec": spec,
+        "target_tokens": case.target_tokens,
+        "actual_tokens": case.actual_tokens,
+        "depth": case.depth,
+        "seed": case.seed,
+        "sample": sample,
+        "index": index,
+        "max_new_tokens": case.max_new_tokens,
+        "answer": case.answer,
+    }
+    try:
+        gen = pipeline.generate(case.prompt, query=case.query, max_new_tokens=case.max_new_tokens)
+    except InputError as e:
+        row.update(prediction="", score=0.0, seconds=None, prompt_tokens=None, new_tokens=None,
+                   kv_bytes=None, error=str(e))
+        return row
+    row.update(
+        prediction=gen.text,
+        score=float(task.score(gen.text, case)),
+        seconds=gen.seconds,
+        prompt_tokens=gen.prompt_tokens,
+        new_tokens=getattr(gen, "new_tokens", None),
+        kv_bytes=gen.kv_bytes,
+        error=None,
+    )
+    return row
+
+
+# -- summaries -------------------------------------------------------------------------------------
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarize(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean ``score``, count ``n``, ``errors`` and mean ``seconds`` (of the cases that ran) per
+    task × length × depth × pipeline, and per task × length × pipeline (``depth`` is ``None`` in those
+    rows). Sorted by task, pipeline, length,
+    then depth (the per-length row after its depths)."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in results:
+        base = (r["task"], r["pipeline"], r["target_tokens"])
+        groups[(*base, r["depth"])].append(r)
+        groups[(*base, None)].append(r)
+    out = []
+    for (task, pipeline, length, depth), rows in groups.items():
+        out.append({
+            "task": task,
+            "pipeline": pipeline,
+            "spec": rows[0].get("spec", pipeline),
+            "length": length,
+            "depth": depth,
+            "n": len(rows),
+            "score": _mean([float(r["score"]) for r in rows]),
+            "seconds": _mean([float(r["seconds"]) for r in rows if r.get("seconds") is not None]),
+            "errors": sum(1 for r in rows if r.get("error")),
+        })
+    out.sort(key=lambda d: (d["task"], d["pipeline"], d["length"], d["depth"] is None, d["depth"] or 0.0))
+    return out
+
+
+def write_summary(out_dir: str | Path, summary: list[dict[str, Any]] | Mapping[str, Any]) -> Path:
+    """Write ``summary`` to ``out_dir/summary.json``; returns the path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+# -- from specs (the ``lc eval`` entry point) -------------------------------------------------------
+
+
+def run_eval_specs(
+    specs: Mapping[str, Any],
+    *,
+    tasks: Sequence[str],
+    lengths: Sequence[int],
+    depths: Sequence[float] = (0.5,),
+    samples: int = 1,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    registry: Registry | None = None,
+    model: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Compose each named :class:`~longctx.spec.PipelineSpec` in turn, evaluate it, undo it.
+
+    Pipelines are composed one at a time (two pipelines on one model object would see each other's
+    changes); each model is loaded once. Cases are built with the first pipeline's tokenizer, so every
+    pipeline sees identical prompts. ``tasks`` are ``"name[:key=value,…]"`` strings.
+
+    :returns: ``{"by_depth": [...], "by_length": [...], "n_results": int, "results_file": str | None}``
+        (rows as :func:`summarize`); also written to ``out_dir/summary.json``.
+    """
+    from longctx.models import load_model
+    from longctx.registry import get_registry
+    from longctx.runtime import compose
+
+    registry = registry or get_registry()
+    task_map = load_tasks(tasks, registry)
+    loaded: dict[str, Any] = {}
+    case_tokenizer: Any = None
+    results: list[dict[str, Any]] = []
+    for name, spec in specs.items():
+        model_name = getattr(spec, "model", None) or model or DEFAULT_MODEL
+        if model_name not in loaded:
+            loaded[model_name] = load_model(model_name)
+        lm = loaded[model_name]
+        if case_tokenizer is None:
+            case_tokenizer = lm.tokenizer
+        with compose(lm, spec, registry=registry) as pipeline:
+            results += run_eval(
+                {name: pipeline}, task_map, lengths=lengths, depths=depths, samples=samples, seed=seed,
+                out_dir=out_dir, progress=progress, registry=registry, tokenizer=case_tokenizer,
+            )
+    rows = summarize(results)
+    summary = {
+        "by_depth": [r for r in rows if r["depth"] is not None],
+        "by_length": [r for r in rows if r["depth"] is None],
+        "n_results": len(results),
+        "results_file": str(Path(out_dir) / RESULTS_FILE) if out_dir is not None else None,
+    }
+    if out_dir is not None:
+        write_summary(out_dir, summary)
+    return summary
+
+
+__all__ = [
+    "RESULTS_FILE",
+    "SUMMARY_FILE",
+    "Case",
+    "Fit",
+    "count_prompt_tokens",
+    "derive_seed",
+    "first_integer",
+    "fit_length",
+    "load_tasks",
+    "prompt_hash",
+    "read_results",
+    "run_eval",
+    "run_eval_specs",
+    "split_at_depth",
+    "summarize",
+    "write_summary",
+]
