@@ -33,8 +33,10 @@ def _prompt_ids(tokenizer, n: int) -> torch.Tensor:
 def _data_file() -> str:
     from pathlib import Path
 
-    for cand in (Path(__file__).resolve().parents[1] / "../shared/data/pride_and_prejudice.txt",
-                 Path("../shared/data/pride_and_prejudice.txt")):
+    for cand in (
+        Path(__file__).resolve().parents[1] / "../shared/data/pride_and_prejudice.txt",
+        Path("../shared/data/pride_and_prejudice.txt"),
+    ):
         if cand.exists():
             return str(cand)
     # fall back to generated text if the shared data is not present
@@ -55,8 +57,17 @@ def time_prefill(model, ids, make_cache) -> float:
 def time_generate(model, ids, n: int, make_cache) -> float:
     kw = {cache_kwarg(model): make_cache()}
     t = time.perf_counter()
-    model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                   do_sample=False, top_p=None, top_k=None, temperature=None, **kw)
+    model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=n,
+        min_new_tokens=n,
+        do_sample=False,
+        top_p=None,
+        top_k=None,
+        temperature=None,
+        **kw,
+    )
     return time.perf_counter() - t
 
 
@@ -99,14 +110,26 @@ def main(argv: list[str] | None = None) -> dict:
             results[name]["decode"].append(dn - d1)
             if pipe is not None:
                 pipe.undo()
-    report = {"model": args.model, "prefill_tokens": args.prefill, "decode_tokens": args.decode,
-              "repeats": args.repeats, "device": "cpu", "threads": torch.get_num_threads(), "pipelines": {}}
+    report = {
+        "model": args.model,
+        "prefill_tokens": args.prefill,
+        "decode_tokens": args.decode,
+        "repeats": args.repeats,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "pipelines": {},
+    }
     base_p = statistics.median(results["untouched"]["prefill"])
     base_d = statistics.median(results["untouched"]["decode"])
     print(f"{'pipeline':<40} {'prefill s':>10} {'ratio':>7} {'decode s':>10} {'ratio':>7}")
     for name, r in results.items():
         p, d = statistics.median(r["prefill"]), statistics.median(r["decode"])
-        report["pipelines"][name] = {"prefill_s": p, "decode_s": d, "prefill_ratio": p / base_p, "decode_ratio": d / base_d}
+        report["pipelines"][name] = {
+            "prefill_s": p,
+            "decode_s": d,
+            "prefill_ratio": p / base_p,
+            "decode_ratio": d / base_d,
+        }
         print(f"{name:<40} {p:>10.3f} {p / base_p:>7.3f} {d:>10.3f} {d / base_d:>7.3f}")
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -88,9 +88,7 @@ class ModelInfo:
         kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
         head_dim = getattr(cfg, "head_dim", None) or ((getattr(cfg, "hidden_size", 0) or 0) // max(heads, 1))
         archs = getattr(model.config, "architectures", None) or [type(model).__name__]
-        absolute = any(
-            isinstance(getattr(m, "position_embeddings", None), nn.Embedding) for m in model.modules()
-        )
+        absolute = any(isinstance(getattr(m, "position_embeddings", None), nn.Embedding) for m in model.modules())
         return cls(
             model_type=getattr(cfg, "model_type", "unknown"),
             architecture=archs[0],
@@ -104,8 +102,6 @@ class ModelInfo:
             num_kv_heads=kv_heads,
             head_dim=head_dim,
             max_position_embeddings=getattr(cfg, "max_position_embeddings", None),
-            sliding_window=getattr(cfg, "sliding_window", None)
-            if "sliding_attention" in layer_types
-            else None,
+            sliding_window=getattr(cfg, "sliding_window", None) if "sliding_attention" in layer_types else None,
             attn_implementation=getattr(cfg, "_attn_implementation", None),
         )

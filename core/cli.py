@@ -175,9 +175,7 @@ def _tree(pipe: Any) -> Tree:
     )
     for c in d["components"]:
         params = ", ".join(f"{k}={v}" for k, v in c["params"].items())
-        node = root.add(
-            f"[magenta]{c['slot']}[/] = [bold]{c['technique']}[/]" + (f"({params})" if params else "")
-        )
+        node = root.add(f"[magenta]{c['slot']}[/] = [bold]{c['technique']}[/]" + (f"({params})" if params else ""))
         node.add(f"[dim]{c['paper']}[/]")
         change = d["changes"].get(c["slot"])
         if change and change.get("changed", True) is not False:
@@ -191,9 +189,7 @@ def _tree(pipe: Any) -> Tree:
 @cli.command("compose")
 @click.argument("spec_words", nargs=-1, metavar="[SPEC]...")
 @click.option("--model", "-m", help="Model name, HF folder or .gguf file (default: gemma-3-270m).")
-@click.option(
-    "--from", "from_file", type=click.Path(dir_okay=False), help="Read the pipeline spec from a TOML file."
-)
+@click.option("--from", "from_file", type=click.Path(dir_okay=False), help="Read the pipeline spec from a TOML file.")
 @click.option("--save", type=click.Path(dir_okay=False), help="Write the validated spec to a TOML file.")
 @click.option("--prompt", help="The prompt text.")
 @click.option("--prompt-file", type=click.Path(dir_okay=False), help="Read the prompt from a file.")
@@ -230,9 +226,7 @@ def compose_cmd(
     if prompt is not None and not prompt.strip():
         raise InputError("the prompt is empty")
     if prompt is None and not dry_run and not save:
-        raise InputError(
-            "nothing to run: give --prompt TEXT or --prompt-file F (or --dry-run to only validate)"
-        )
+        raise InputError("nothing to run: give --prompt TEXT or --prompt-file F (or --dry-run to only validate)")
     spec = _spec_from(spec_words, from_file, model)
     reg = _registry(ctx)
     from longctx.models import load_model
@@ -280,15 +274,9 @@ class _null:
 
 
 @cli.command("eval")
-@click.option(
-    "--task", "-t", "tasks", multiple=True, required=True, help="Evaluation task, e.g. passkey (repeatable)."
-)
-@click.option(
-    "--lengths", "-l", required=True, help="Comma-separated target lengths in tokens, e.g. 1k,2k,4k."
-)
-@click.option(
-    "--depths", "-d", default="0.5", show_default=True, help="Comma-separated needle depths in [0, 1]."
-)
+@click.option("--task", "-t", "tasks", multiple=True, required=True, help="Evaluation task, e.g. passkey (repeatable).")
+@click.option("--lengths", "-l", required=True, help="Comma-separated target lengths in tokens, e.g. 1k,2k,4k.")
+@click.option("--depths", "-d", default="0.5", show_default=True, help="Comma-separated needle depths in [0, 1].")
 @click.option("--samples", "-n", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(

@@ -502,8 +502,9 @@ def _run_case(
     try:
         gen = pipeline.generate(case.prompt, query=case.query, max_new_tokens=case.max_new_tokens)
     except InputError as e:
-        row.update(prediction="", score=0.0, seconds=None, prompt_tokens=None, new_tokens=None,
-                   kv_bytes=None, error=str(e))
+        row.update(
+            prediction="", score=0.0, seconds=None, prompt_tokens=None, new_tokens=None, kv_bytes=None, error=str(e)
+        )
         return row
     row.update(
         prediction=gen.text,
@@ -536,17 +537,19 @@ def summarize(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         groups[(*base, None)].append(r)
     out = []
     for (task, pipeline, length, depth), rows in groups.items():
-        out.append({
-            "task": task,
-            "pipeline": pipeline,
-            "spec": rows[0].get("spec", pipeline),
-            "length": length,
-            "depth": depth,
-            "n": len(rows),
-            "score": _mean([float(r["score"]) for r in rows]),
-            "seconds": _mean([float(r["seconds"]) for r in rows if r.get("seconds") is not None]),
-            "errors": sum(1 for r in rows if r.get("error")),
-        })
+        out.append(
+            {
+                "task": task,
+                "pipeline": pipeline,
+                "spec": rows[0].get("spec", pipeline),
+                "length": length,
+                "depth": depth,
+                "n": len(rows),
+                "score": _mean([float(r["score"]) for r in rows]),
+                "seconds": _mean([float(r["seconds"]) for r in rows if r.get("seconds") is not None]),
+                "errors": sum(1 for r in rows if r.get("error")),
+            }
+        )
     out.sort(key=lambda d: (d["task"], d["pipeline"], d["length"], d["depth"] is None, d["depth"] or 0.0))
     return out
 
@@ -603,8 +606,16 @@ def run_eval_specs(
             case_tokenizer = lm.tokenizer
         with compose(lm, spec, registry=registry) as pipeline:
             results += run_eval(
-                {name: pipeline}, task_map, lengths=lengths, depths=depths, samples=samples, seed=seed,
-                out_dir=out_dir, progress=progress, registry=registry, tokenizer=case_tokenizer,
+                {name: pipeline},
+                task_map,
+                lengths=lengths,
+                depths=depths,
+                samples=samples,
+                seed=seed,
+                out_dir=out_dir,
+                progress=progress,
+                registry=registry,
+                tokenizer=case_tokenizer,
             )
     rows = summarize(results)
     summary = {

@@ -76,9 +76,7 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path.home() / ".cache" / "longctx"
 
 
-def load_model(
-    name_or_path: str, *, dtype: torch.dtype = torch.float32, progress: bool = True
-) -> LoadedModel:
+def load_model(name_or_path: str, *, dtype: torch.dtype = torch.float32, progress: bool = True) -> LoadedModel:
     """Load a model by alias (see :data:`MODEL_ALIASES`), Hugging Face folder or ``.gguf`` file.
 
     :param dtype: the dtype of the returned weights (GGUF conversions are always cached in fp32).
@@ -347,8 +345,7 @@ def _convert_into(
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     except OSError as e:
         raise ModelLoadError(
-            f"cannot write the model cache {str(target.parent)!r} ({e}); set LONGCTX_CACHE_DIR to a "
-            "writable folder"
+            f"cannot write the model cache {str(target.parent)!r} ({e}); set LONGCTX_CACHE_DIR to a writable folder"
         ) from e
     try:
         if console is not None:
@@ -387,8 +384,7 @@ def _exclusive(lock_path: pathlib.Path, console: Any, name: str) -> Iterator[boo
         handle = lock_path.open("a")
     except OSError as e:
         raise ModelLoadError(
-            f"cannot write the model cache {str(lock_path.parent)!r} ({e}); set LONGCTX_CACHE_DIR to a "
-            "writable folder"
+            f"cannot write the model cache {str(lock_path.parent)!r} ({e}); set LONGCTX_CACHE_DIR to a writable folder"
         ) from e
     with handle:
         try:

@@ -66,8 +66,7 @@ class Technique:
             "conflicts": list(self.conflicts),
             "capabilities": sorted(self.capabilities),
             "parameters": [
-                {"name": p.name, "type": p.type, "default": _jsonable(p.default), "help": p.help}
-                for p in self.params
+                {"name": p.name, "type": p.type, "default": _jsonable(p.default), "help": p.help} for p in self.params
             ],
         }
 
@@ -177,9 +176,7 @@ class Registry:
             for other, techs in self._techniques.items():
                 if name in techs and other != family:
                     hint = f" ({name!r} is a {other} technique)"
-            raise UnknownTechniqueError(
-                f"unknown {family} technique {name!r}{hint}; available: {available}"
-            ) from None
+            raise UnknownTechniqueError(f"unknown {family} technique {name!r}{hint}; available: {available}") from None
 
     def techniques(self, family: str | None = None) -> Iterator[Technique]:
         """Every technique, optionally of one family, in family then name order."""

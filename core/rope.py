@@ -54,9 +54,7 @@ def default_inv_freq(config: Any, layer_type: str | None = None, device: Any = N
     """θ_i = base^(-2i/d) for i in [0, d/2): the unscaled RoPE frequencies (Su et al. 2021)."""
     base = float(rope_params(config, layer_type)["rope_theta"])
     dim = rotary_dim(config, layer_type)
-    return 1.0 / (
-        base ** (torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=torch.float) / dim)
-    )
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=torch.float) / dim))
 
 
 def _nested(config: Any) -> bool:

@@ -291,9 +291,7 @@ class Pipeline:
 
         return self._ctx.registry.pm.hook.lc_run_generate(pipeline=self, prompt=prompt, run=run)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
-    ) -> Any:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> Any:
         """One forward pass of the composed model with a fresh cache from the KV store."""
         self._check_live()
         if attention_mask is None:
@@ -395,11 +393,7 @@ def _check_capabilities(spec: PipelineSpec, registry: Registry, info: ModelInfo)
             raise IncompatibleModelError(
                 f"{family} technique {comp.name!r} needs a model with {', '.join(sorted(missing))}, but "
                 f"{info.architecture} ({info.model_type}) has {what}"
-                + (
-                    ""
-                    if "rope" not in missing
-                    else "; choose a RoPE model or a technique for absolute positions"
-                )
+                + ("" if "rope" not in missing else "; choose a RoPE model or a technique for absolute positions")
             )
 
 

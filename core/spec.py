@@ -65,9 +65,7 @@ class ComponentSpec:
             for item in rest.split(","):
                 key, sep, value = item.partition("=")
                 if not sep or not key.strip():
-                    raise SpecError(
-                        f"malformed parameter {item!r} in {text!r}; write {name}:key=value,key=value"
-                    )
+                    raise SpecError(f"malformed parameter {item!r} in {text!r}; write {name}:key=value,key=value")
                 params[key.strip()] = value.strip()
         return cls(name, params)
 

@@ -77,8 +77,7 @@ class Oracle:
             raise InputError(f"the prompt has {n} tokens, the window is {self.window}")
         key = int(re.search(r"The pass key is (\d+)", prompt).group(1))
         text = f" {key + 1 if self.wrong else key}. Remember it."
-        return Generation(text=text, prompt_tokens=n, new_tokens=5, seconds=0.25, prefill_seconds=0.1,
-                          kv_bytes=4096)
+        return Generation(text=text, prompt_tokens=n, new_tokens=5, seconds=0.25, prefill_seconds=0.1, kv_bytes=4096)
 
 
 def lines(path):
@@ -189,9 +188,24 @@ def test_run_eval_writes_each_result_and_resumes(byte_tok, tmp_path):
     rows = lines(tmp_path / RESULTS_FILE)
     assert rows == res
     for r in rows:
-        for field in ("case_id", "prompt_hash", "pipeline", "spec", "task", "target_tokens", "actual_tokens",
-                      "depth", "seed", "sample", "prediction", "answer", "score", "seconds",
-                      "prompt_tokens", "kv_bytes"):
+        for field in (
+            "case_id",
+            "prompt_hash",
+            "pipeline",
+            "spec",
+            "task",
+            "target_tokens",
+            "actual_tokens",
+            "depth",
+            "seed",
+            "sample",
+            "prediction",
+            "answer",
+            "score",
+            "seconds",
+            "prompt_tokens",
+            "kv_bytes",
+        ):
             assert field in r
         assert r["score"] == (1.0 if r["pipeline"] == "good" else 0.0)
         assert r["prompt_tokens"] + 10 == r["actual_tokens"]
@@ -259,8 +273,13 @@ def test_lc_run_evaluate_wraps_each_task_and_pipeline(byte_tok):
     tracer = Tracer()
     reg.pm.register(tracer, name="test-tracer")
     try:
-        run_eval({"a": Oracle(byte_tok, spec="spec-a"), "b": Oracle(byte_tok, spec="spec-b")},
-                 {"pk": Passkey(), "pk2": Passkey()}, lengths=[300], depths=[0.5, 1.0], registry=reg)
+        run_eval(
+            {"a": Oracle(byte_tok, spec="spec-a"), "b": Oracle(byte_tok, spec="spec-b")},
+            {"pk": Passkey(), "pk2": Passkey()},
+            lengths=[300],
+            depths=[0.5, 1.0],
+            registry=reg,
+        )
     finally:
         reg.pm.unregister(tracer)
     assert seen == [("pk", "spec-a", 2), ("pk", "spec-b", 2), ("pk2", "spec-a", 2), ("pk2", "spec-b", 2)]
@@ -277,19 +296,37 @@ def test_progress_bar_goes_to_stderr(byte_tok, capsys):
 
 def test_summarize_hand_made_results(tmp_path):
     def r(pipeline, length, depth, score, seconds, error=None):
-        return {"task": "t", "pipeline": pipeline, "spec": f"spec-{pipeline}", "target_tokens": length,
-                "depth": depth, "score": score, "seconds": seconds, "error": error}
+        return {
+            "task": "t",
+            "pipeline": pipeline,
+            "spec": f"spec-{pipeline}",
+            "target_tokens": length,
+            "depth": depth,
+            "score": score,
+            "seconds": seconds,
+            "error": error,
+        }
 
     results = [
-        r("a", 1000, 0.0, 1.0, 1.0), r("a", 1000, 0.0, 0.0, 3.0), r("a", 1000, 1.0, 1.0, 2.0),
-        r("a", 2000, 0.0, 0.0, None, error="too long"), r("b", 1000, 0.0, 1.0, 4.0),
+        r("a", 1000, 0.0, 1.0, 1.0),
+        r("a", 1000, 0.0, 0.0, 3.0),
+        r("a", 1000, 1.0, 1.0, 2.0),
+        r("a", 2000, 0.0, 0.0, None, error="too long"),
+        r("b", 1000, 0.0, 1.0, 4.0),
     ]
     rows = summarize(results)
     key = {(s["pipeline"], s["length"], s["depth"]): s for s in rows}
     assert len(rows) == 7
     assert key[("a", 1000, 0.0)] == {
-        "task": "t", "pipeline": "a", "spec": "spec-a", "length": 1000, "depth": 0.0, "n": 2,
-        "score": 0.5, "seconds": 2.0, "errors": 0,
+        "task": "t",
+        "pipeline": "a",
+        "spec": "spec-a",
+        "length": 1000,
+        "depth": 0.0,
+        "n": 2,
+        "score": 0.5,
+        "seconds": 2.0,
+        "errors": 0,
     }
     assert key[("a", 1000, 1.0)]["score"] == 1.0 and key[("a", 1000, 1.0)]["n"] == 1
     assert key[("a", 1000, None)]["score"] == pytest.approx(2 / 3)
@@ -326,12 +363,13 @@ def test_run_eval_two_composed_pipelines(tiny_llama, tiny, tmp_path):
     counter = Counter()
     reg.pm.register(counter, name="test-counter")
     try:
-        with compose(tiny_llama, None, registry=reg) as p1, \
-                compose(tiny("llama"), "positional=pi:factor=4", registry=reg) as p2:
+        with (
+            compose(tiny_llama, None, registry=reg) as p1,
+            compose(tiny("llama"), "positional=pi:factor=4", registry=reg) as p2,
+        ):
             assert (p1.max_context, p2.max_context) == (256, 1024)
             pipes = {"default": p1, "pi": p2}
-            kw = dict(lengths=[300, 400], depths=[0.0, 1.0], samples=1, seed=0, out_dir=tmp_path,
-                      registry=reg)
+            kw = dict(lengths=[300, 400], depths=[0.0, 1.0], samples=1, seed=0, out_dir=tmp_path, registry=reg)
             res = run_eval(pipes, {"passkey": Passkey()}, **kw)
             assert log == list(range(8))
             assert len(res) == 8 and lines(results_file) == res
@@ -366,8 +404,7 @@ def test_run_eval_specs_composes_one_at_a_time(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(longctx.models, "load_model", fake_load)
     specs = {"default": PipelineSpec(), "pi": PipelineSpec.from_words(["positional=pi:factor=2"])}
-    summary = run_eval_specs(specs, tasks=["passkey"], lengths=[300], depths=[0.5], out_dir=tmp_path,
-                             model="tiny")
+    summary = run_eval_specs(specs, tasks=["passkey"], lengths=[300], depths=[0.5], out_dir=tmp_path, model="tiny")
     assert loads == ["tiny"]
     assert [r["pipeline"] for r in summary["by_length"]] == ["default", "pi"]
     assert all(r["n"] == 1 for r in summary["by_length"])

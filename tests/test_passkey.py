@@ -104,8 +104,7 @@ def test_key_digits(byte_tok):
     task = Passkey(PasskeyConfig(key_digits=7))
     keys = [one_case(task, byte_tok, 1000, 0.5, seed=s).answer for s in range(5)]
     assert all(len(k) == 7 for k in keys)
-    assert all(int(one_case(Passkey(PasskeyConfig(max_key=9)), byte_tok, 500, seed=s).answer) <= 9
-               for s in range(5))
+    assert all(int(one_case(Passkey(PasskeyConfig(max_key=9)), byte_tok, 500, seed=s).answer) <= 9 for s in range(5))
 
 
 def test_too_short_length_is_an_input_error(byte_tok):
@@ -195,8 +194,7 @@ def test_gemma_32k_case_generation_time(gemma):
     t0 = time.perf_counter()
     case = one_case(task, tok, 32768, 0.5, seed=1)
     seconds = time.perf_counter() - t0
-    print(f"\none 32k-token passkey case with the Gemma tokenizer: {seconds:.3f} s "
-          f"({case.actual_tokens} tokens)")
+    print(f"\none 32k-token passkey case with the Gemma tokenizer: {seconds:.3f} s ({case.actual_tokens} tokens)")
     assert 32768 * 0.99 <= case.actual_tokens <= 32768
     assert seconds < 3.0  # target < 1 s; generous for loaded CI machines
 

@@ -206,9 +206,7 @@ def test_truncate_middle_real_wordpiece_tokenizer(minilm_tok):
     # text that WordPiece splits inside words still honours the hard budget
     ctx2 = "Unbelievably, ünïcödé tokenization héré — 12345678 €€€ 漢字かな交じり文. " * 40
     for budget in (7, 64, 333):
-        red = TruncateMiddle(TruncateMiddleConfig(budget=budget)).reduce(
-            ctx2, query=None, tokenizer=minilm_tok
-        )
+        red = TruncateMiddle(TruncateMiddleConfig(budget=budget)).reduce(ctx2, query=None, tokenizer=minilm_tok)
         check_contract(red, ctx2, minilm_tok, budget)
         assert red.spans[0].start == 0 and red.spans[-1].end == len(ctx2)
 
@@ -307,9 +305,7 @@ def test_bm25_identity_within_budget_and_empty(byte_tok):
 def test_bm25_tiny_budget_still_fits(byte_tok):
     ctx = "One sentence here. Another one there. A third one."
     for budget in (1, 2, 5, 17):
-        red = BM25Reducer(BM25Config(budget=budget, chunk_tokens=128)).reduce(
-            ctx, query="third", tokenizer=byte_tok
-        )
+        red = BM25Reducer(BM25Config(budget=budget, chunk_tokens=128)).reduce(ctx, query="third", tokenizer=byte_tok)
         check_contract(red, ctx, byte_tok, budget)
     red = BM25Reducer(BM25Config(budget=13)).reduce(ctx, query="third", tokenizer=byte_tok)
     assert red.text == "A third one."  # chunks are capped at the budget, so the best one fits
@@ -325,9 +321,7 @@ def test_bm25_without_query_keeps_the_first_chunks(byte_tok):
     assert len(red.spans) == 1 and red.spans[0].start == 0  # a prefix, cut at a chunk boundary
     assert ctx.startswith(red.text) and len(red.text) > 60
     check_contract(red, ctx, byte_tok, 100)
-    stop = BM25Reducer(BM25Config(budget=100, chunk_tokens=30)).reduce(
-        ctx, query="Is it?", tokenizer=byte_tok
-    )
+    stop = BM25Reducer(BM25Config(budget=100, chunk_tokens=30)).reduce(ctx, query="Is it?", tokenizer=byte_tok)
     assert stop.text == red.text  # a query of stop words only scores nothing either
 
 
@@ -344,12 +338,8 @@ def test_bm25_separates_non_adjacent_chunks_and_merges_adjacent(byte_tok):
 
 
 def test_bm25_non_ascii(byte_tok):
-    ctx = (
-        "Der Himmel ist blau. " * 30 + "Das Passwort lautet 4821. " + "天空是蓝色的。" * 30 + "密码是 7733。"
-    )
-    red = BM25Reducer(BM25Config(budget=80, chunk_tokens=40)).reduce(
-        ctx, query="密码是多少？", tokenizer=byte_tok
-    )
+    ctx = "Der Himmel ist blau. " * 30 + "Das Passwort lautet 4821. " + "天空是蓝色的。" * 30 + "密码是 7733。"
+    red = BM25Reducer(BM25Config(budget=80, chunk_tokens=40)).reduce(ctx, query="密码是多少？", tokenizer=byte_tok)
     assert "密码是 7733。" in red.text
     check_contract(red, ctx, byte_tok, 80)
     red = BM25Reducer(BM25Config(budget=80, chunk_tokens=40)).reduce(
@@ -369,9 +359,7 @@ def test_bm25_hard_ceiling_when_joins_cost_more():
 
 
 def test_bm25_config_is_validated():
-    cfg = make_config(
-        BM25Config, {"budget": "64", "chunk-tokens": "16", "k1": "1.2", "b": "0"}, technique="bm25"
-    )
+    cfg = make_config(BM25Config, {"budget": "64", "chunk-tokens": "16", "k1": "1.2", "b": "0"}, technique="bm25")
     assert (cfg.budget, cfg.chunk_tokens, cfg.k1, cfg.b) == (64, 16, 1.2, 0.0)
     for key, bad in (("budget", "0"), ("chunk_tokens", "-1"), ("b", "1.5"), ("k1", "-0.1")):
         with pytest.raises(ParameterError, match=key):

@@ -133,9 +133,7 @@ def test_conflicts_and_requirements_are_checked():
     class P:
         @hookimpl
         def lc_register_attention(self, register):
-            register(
-                "needy", config=C, build=lambda c, x: None, summary="s", paper="p", requires=("kv=special",)
-            )
+            register("needy", config=C, build=lambda c, x: None, summary="s", paper="p", requires=("kv=special",))
             register(
                 "grumpy",
                 config=C,
@@ -189,9 +187,7 @@ def test_generate_errors(tiny_llama):
         with pytest.raises(InputError, match="empty"):
             pipe.generate("   ")
         long = "x" * 400  # 401 byte tokens > the tiny model's 256-token window
-        with pytest.raises(
-            InputError, match=r"window is 256 tokens; add a reducer, e\.g\. reduce=truncate-middle"
-        ):
+        with pytest.raises(InputError, match=r"window is 256 tokens; add a reducer, e\.g\. reduce=truncate-middle"):
             pipe.generate(long, max_new_tokens=4)
 
 

@@ -34,10 +34,7 @@ def test_words_fill_slots_and_lists():
     assert s.positional == ComponentSpec("pi", {"factor": "2"})
     assert [c.name for c in s.reducers] == ["truncate-middle", "bm25"]
     assert (
-        s.model == "x"
-        and s.attention is None
-        and s.slot("attention").name == "sdpa"
-        and s.slot("kv").name == "dynamic"
+        s.model == "x" and s.attention is None and s.slot("attention").name == "sdpa" and s.slot("kv").name == "dynamic"
     )
     with pytest.raises(SpecError, match="SLOT=TECHNIQUE"):
         PipelineSpec.from_words(["positonal=pi"])

@@ -253,9 +253,7 @@ def test_record_reproducible_from_its_pieces():
     c = cfg(seq_len=50)
     recs = _records(c, docs, seed=9)
     r = recs[3]
-    pieces = [
-        Piece(d, a, np.asarray([*docs[d], EOD][a:b]), ends_doc=ends) for d, a, b, ends in r.meta["pieces"]
-    ]
+    pieces = [Piece(d, a, np.asarray([*docs[d], EOD][a:b]), ends_doc=ends) for d, a, b, ends in r.meta["pieces"]]
     again = untie(pieces, c, seed=9, index=3)
     assert list(again.input_ids) == list(r.input_ids) and again.meta == r.meta
     assert list(untie(pieces, c, seed=9, index=4).input_ids) != list(r.input_ids)

@@ -120,12 +120,8 @@ class BM25Config:
     chunk_tokens: int = attrs.field(
         default=128, validator=positive, metadata={"help": "max tokens per chunk (sentence-aligned)"}
     )
-    k1: float = attrs.field(
-        default=1.5, validator=at_least(0.0), metadata={"help": "term-frequency saturation"}
-    )
-    b: float = attrs.field(
-        default=0.75, validator=in_range(0.0, 1.0), metadata={"help": "length normalisation"}
-    )
+    k1: float = attrs.field(default=1.5, validator=at_least(0.0), metadata={"help": "term-frequency saturation"})
+    b: float = attrs.field(default=0.75, validator=in_range(0.0, 1.0), metadata={"help": "length normalisation"})
 
 
 def _merge(chunks: list[tuple[int, int]], keep: list[int], text: str) -> tuple[Span, ...]:
@@ -161,9 +157,7 @@ class BM25Reducer:
             return Reduction(context, spans, tokens_in=tm.n, tokens_out=tm.n, separator=SEPARATOR)
         chunks = chunk_spans(tm, min(cfg.chunk_tokens, cfg.budget))
         sizes = [tm.count(s, e) for s, e in chunks]
-        scores = bm25_scores(
-            [analyze(context[s:e]) for s, e in chunks], analyze(query or ""), k1=cfg.k1, b=cfg.b
-        )
+        scores = bm25_scores([analyze(context[s:e]) for s, e in chunks], analyze(query or ""), k1=cfg.k1, b=cfg.b)
         # greedy fill by score, ties by position; a separator costs about one token
         ranked = sorted(range(len(chunks)), key=lambda i: (-scores[i], i))
         keep: list[int] = []

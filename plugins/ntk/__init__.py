@@ -32,9 +32,7 @@ ROPE_TYPE = "longctx_ntk"
 class NTKConfig:
     """The scale factor ``s``; the new base follows from it."""
 
-    factor: float = attrs.field(
-        default=2.0, validator=at_least(1.0), metadata={"help": "scale s (1 = unchanged)"}
-    )
+    factor: float = attrs.field(default=2.0, validator=at_least(1.0), metadata={"help": "scale s (1 = unchanged)"})
     layers: str = attrs.field(
         default="full", validator=one_of(*LAYER_CHOICES), metadata={"help": "layer types to change"}
     )

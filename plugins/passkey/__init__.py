@@ -88,7 +88,8 @@ class PasskeyConfig:
         default=10, validator=at_least(1), metadata={"help": "tokens to generate (landmark: 10)"}
     )
     tolerance: float = attrs.field(
-        default=0.01, validator=in_range(0.0, 1.0),
+        default=0.01,
+        validator=in_range(0.0, 1.0),
         metadata={"help": "how far below the target length a prompt may stay (fraction)"},
     )
     max_key: int = attrs.field(
@@ -142,8 +143,11 @@ class Passkey:
         budget = self.config.max_new_tokens
         try:
             n, text, tokens = fit_length(
-                lambda n: self.prompt(n, depth, key)[0], tokenizer, length,
-                reserve=budget, tolerance=self.config.tolerance,
+                lambda n: self.prompt(n, depth, key)[0],
+                tokenizer,
+                length,
+                reserve=budget,
+                tolerance=self.config.tolerance,
             )
         except InputError:
             bare = count_prompt_tokens(tokenizer, self.prompt(0, depth, key)[0]) + budget

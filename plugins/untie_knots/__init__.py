@@ -104,9 +104,7 @@ class UntieTheKnotsConfig:
         validator=one_of("sequence", "document"),
         metadata={"help": "draw the untie decision once per record (reference) or per document"},
     )
-    n_chunks: int = attrs.field(
-        default=3, validator=at_least(2), metadata={"help": "chunks k per untied document"}
-    )
+    n_chunks: int = attrs.field(default=3, validator=at_least(2), metadata={"help": "chunks k per untied document"})
     split: str = attrs.field(
         default="equal",
         validator=one_of("equal", "random"),
@@ -118,9 +116,7 @@ class UntieTheKnotsConfig:
     backtrace: bool = attrs.field(
         default=True, metadata={"help": "<D> id </D> headers and the <S> id <s> … </S> untying target"}
     )
-    truncate: bool = attrs.field(
-        default=False, metadata={"help": "cut records to seq_len like the reference"}
-    )
+    truncate: bool = attrs.field(default=False, metadata={"help": "cut records to seq_len like the reference"})
     knot_tokens: tuple[int, ...] = attrs.field(
         default=(), validator=_ids, metadata={"help": "knot ids: one, or 2(n_chunks−1); empty = <unusedN>"}
     )
@@ -138,20 +134,15 @@ class UntieTheKnotsConfig:
     def __attrs_post_init__(self) -> None:
         if len(self.knot_tokens) not in (0, 1, 2 * (self.n_chunks - 1)):
             raise ParameterError(
-                f"knot_tokens needs 1 or 2·(n_chunks−1) = {2 * (self.n_chunks - 1)} ids, "
-                f"got {len(self.knot_tokens)}"
+                f"knot_tokens needs 1 or 2·(n_chunks−1) = {2 * (self.n_chunks - 1)} ids, got {len(self.knot_tokens)}"
             )
         if len(self.sort_tokens) not in (0, 5):
-            raise ParameterError(
-                f"sort_tokens needs 5 ids (<D> </D> <S> <s> </S>), got {len(self.sort_tokens)}"
-            )
+            raise ParameterError(f"sort_tokens needs 5 ids (<D> </D> <S> <s> </S>), got {len(self.sort_tokens)}")
 
     @property
     def resolved(self) -> bool:
         """Whether every token id the config needs is set."""
-        return bool(self.knot_tokens) and (
-            not self.backtrace or (bool(self.sort_tokens) and bool(self.id_tokens))
-        )
+        return bool(self.knot_tokens) and (not self.backtrace or (bool(self.sort_tokens) and bool(self.id_tokens)))
 
 
 @attrs.frozen
@@ -182,9 +173,7 @@ def record_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index])))
 
 
-def pack(
-    documents: Iterable[Sequence[int]], seq_len: int, eod_token: int | None = None
-) -> Iterator[list[Piece]]:
+def pack(documents: Iterable[Sequence[int]], seq_len: int, eod_token: int | None = None) -> Iterator[list[Piece]]:
     """Lazily pack documents into runs of exactly ``seq_len`` tokens (the last run may be shorter).
 
     A document that does not fit continues in the next run. The next document is pulled only when the
@@ -277,9 +266,7 @@ def untie(pieces: Sequence[Piece], config: UntieTheKnotsConfig, *, seed: int = 0
 
     # 3. one random ID per slot (only chunks of cut documents show theirs)
     id_of = (
-        rng.choice(np.asarray(cfg.id_tokens, dtype=np.int64), size=(n_slots, cfg.id_length))
-        if cfg.backtrace
-        else None
+        rng.choice(np.asarray(cfg.id_tokens, dtype=np.int64), size=(n_slots, cfg.id_length)) if cfg.backtrace else None
     )
     D_open, D_close, S_open, S_sep, S_close = cfg.sort_tokens or (0, 0, 0, 0, 0)
 
@@ -332,9 +319,7 @@ def untie(pieces: Sequence[Piece], config: UntieTheKnotsConfig, *, seed: int = 0
         chunks_meta.append(entry)
 
     # 4. label-aligned loss mask
-    mask = [
-        0 if (t == 0 or kind in _NO_LABEL or kinds[t - 1] in _NO_NEXT) else 1 for t, kind in enumerate(kinds)
-    ]
+    mask = [0 if (t == 0 or kind in _NO_LABEL or kinds[t - 1] in _NO_NEXT) else 1 for t, kind in enumerate(kinds)]
 
     truncated = 0
     if cfg.truncate and len(ids) > cfg.seq_len:
