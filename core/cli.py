@@ -69,7 +69,7 @@ class LcGroup(click.Group):
         except LongctxError as e:
             if os.environ.get("LONGCTX_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")

@@ -300,10 +300,14 @@ _DEFAULT: Registry | None = None
 
 
 def get_registry(*, reload: bool = False, blocked: Iterable[str] = ()) -> Registry:
-    """The process-wide registry, loaded on first use."""
+    """The process-wide registry, loaded on first use. With ``blocked``, a separate registry without
+    those plugins is loaded and returned (the process-wide one is left alone)."""
     global _DEFAULT
-    if _DEFAULT is None or reload or blocked:
-        _DEFAULT = load_registry(blocked=blocked)
+    blocked = tuple(blocked)
+    if blocked:
+        return load_registry(blocked=blocked)
+    if _DEFAULT is None or reload:
+        _DEFAULT = load_registry()
     return _DEFAULT
 
 
