@@ -1,9 +1,10 @@
 """``bm25``: keep the chunks of the context most relevant to the query, in their original order.
 
 Robertson & Zaragoza 2009, "The Probabilistic Relevance Framework: BM25 and Beyond", Foundations and
-Trends in Information Retrieval 3(4). The context is cut into chunks ``D_1 … D_N`` — sentences merged
-up to ``min(chunk_tokens, budget)`` tokens, longer sentences cut at token boundaries (see
-:func:`longctx.textsplit.chunk_spans`) — and each chunk is scored against the query ``Q`` with
+Trends in Information Retrieval 3(4), https://doi.org/10.1561/1500000019. The context is cut into
+chunks ``D_1 … D_N`` — sentences merged up to ``min(chunk_tokens, budget)`` tokens, longer sentences
+cut at token boundaries (see :func:`longctx.textsplit.chunk_spans`) — and each chunk is scored
+against the query ``Q`` with
 
     score(D, Q) = Σ_{t ∈ Q} IDF(t) · f(t, D) · (k1 + 1) / ( f(t, D) + k1 · (1 − b + b · |D| / avgdl) )
 
