@@ -255,7 +255,7 @@ def compose_cmd(
             t.add_row("prompt tokens", str(result.prompt_tokens))
             if result.reduction is not None:
                 t.add_row("reduced from", f"{result.reduction.tokens_in} context tokens")
-            t.add_row("time", f"{result.seconds:.2f} s")
+            t.add_row("time", f"{result.seconds:.2f} s (prefill {result.prefill_seconds:.2f} s)")
             t.add_row("KV bytes", f"{result.kv_bytes:,}")
             console.print(t)
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import torch
 import torch.nn as nn
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from longctx.capabilities import ModelInfo, attention_modules, text_config
 from longctx.errors import CompositionError, IncompatibleModelError, InputError, LongctxError
@@ -126,8 +127,10 @@ class Generation:
     text: str
     prompt_tokens: int
     new_tokens: int
+    #: wall time of the whole generation, and of the prefill (time to the first token's logits)
     seconds: float
     prefill_seconds: float
+    #: bytes of the tensors the KV cache holds at the end
     kv_bytes: int
     reduction: Reduction | None = None
 
@@ -135,6 +138,18 @@ class Generation:
         d = attrs.asdict(self, recurse=False)
         d["reduction"] = self.reduction.to_json() if self.reduction else None
         return d
+
+
+class _FirstLogitsClock(LogitsProcessor):
+    """Records when the first logits arrive: the end of the prefill. Changes no score."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.first is None:
+            self.first = time.perf_counter()
+        return scores
 
 
 def _split_query(prompt: str) -> tuple[str, str | None]:
@@ -274,17 +289,20 @@ class Pipeline:
             # generation_config may carry sampling defaults; greedy unless asked otherwise
             for k in ("top_p", "top_k", "temperature"):
                 kwargs.setdefault(k, None)
+            clock = _FirstLogitsClock()
+            kwargs["logits_processor"] = LogitsProcessorList([clock, *(kwargs.get("logits_processor") or [])])
             t0 = time.perf_counter()
             with torch.inference_mode():
                 out = self.model.generate(ids, **kwargs)
             seconds = time.perf_counter() - t0
+            prefill = (clock.first - t0) if clock.first is not None else seconds
             new = out[0, ids.shape[1] :]
             return Generation(
                 text=self.tokenizer.decode(new, skip_special_tokens=True),
                 prompt_tokens=int(ids.shape[1]),
                 new_tokens=int(new.shape[0]),
                 seconds=seconds,
-                prefill_seconds=float("nan"),
+                prefill_seconds=prefill,
                 kv_bytes=cache_nbytes(cache),
                 reduction=red,
             )

@@ -180,6 +180,7 @@ def test_lifecycle_hooks_see_composition_and_generation(tiny_llama):
         g = pipe.generate("hello there", max_new_tokens=3)
     assert seen == [("composed", "pi"), ("before", "hello there"), ("after", g.new_tokens)]
     assert g.new_tokens == 3 and g.kv_bytes > 0
+    assert 0 < g.prefill_seconds <= g.seconds
 
 
 def test_generate_errors(tiny_llama):
