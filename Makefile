@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # package's open `torch>=…` range does not pull a multi-GB CUDA build.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow test-compat lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,15 @@ test: install
 test-slow: install
 	LONGCTX_STRICT_PLUGINS=1 $(BIN)/python -m pytest -m "slow" -q
 
+# The suite against another transformers release in its own venv, e.g. make test-compat TRANSFORMERS=5.0.0
+TRANSFORMERS ?= 5.0.0
+test-compat:
+	$(PY) -m venv .venv-compat
+	.venv-compat/bin/python -m pip install -q --upgrade pip
+	@.venv-compat/bin/python -c "import torch" 2>/dev/null || .venv-compat/bin/python -m pip install -q $(TORCH_CPU)
+	.venv-compat/bin/python -m pip install -q -e ".[dev]" "transformers==$(TRANSFORMERS)"
+	LONGCTX_STRICT_PLUGINS=1 .venv-compat/bin/python -m pytest -m "not slow" -q
+
 lint: install
 	$(BIN)/ruff check .
 
@@ -37,4 +46,4 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-compat build *.egg-info

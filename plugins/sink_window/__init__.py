@@ -201,8 +201,11 @@ class SinkWindowLayer(DynamicLayer):
         self.cumulative_length = self.held
 
     def reset(self) -> None:
-        """Drop every state and the logical length."""
-        super().reset()
+        """Drop every state and the logical length. (Not ``super().reset()``: its behaviour differs
+        across transformers versions — some zero the tensors in place and keep their size.)"""
+        if self.is_initialized and self.keys is not None:
+            self.keys = self.keys[..., :0, :]
+            self.values = self.values[..., :0, :]
         self.cumulative_length = 0
 
 

@@ -326,31 +326,18 @@ def make_mask(base: Callable[..., Any], *, all_streamed: bool) -> Callable[..., 
     ``T × T`` is materialised) and delegates every other request — the sliding layers' — to the mask
     builder of the model's original implementation."""
 
-    def streaming_mask(
-        batch_size: int,
-        q_length: int,
-        kv_length: int,
-        q_offset: int = 0,
-        kv_offset: int = 0,
-        mask_function: Callable[..., Any] = causal_mask_function,
-        attention_mask: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        _refuse_padding(attention_mask, q_length)
+    def streaming_mask(**kwargs: Any) -> Any:
+        # keyword-only pass-through: the builder's signature differs across transformers versions
+        # (``q_length``/``q_offset`` since 5.4, ``cache_position`` before)
+        q_length = kwargs.get("q_length")
+        if q_length is None and kwargs.get("cache_position") is not None:
+            q_length = int(kwargs["cache_position"].shape[0])
+        _refuse_padding(kwargs.get("attention_mask"), q_length)
         # the plain causal request is the full-attention layers'; a model whose every layer streams
         # needs no mask at all
-        if all_streamed or mask_function is causal_mask_function:
+        if all_streamed or kwargs.get("mask_function", causal_mask_function) is causal_mask_function:
             return None
-        return base(
-            batch_size=batch_size,
-            q_length=q_length,
-            kv_length=kv_length,
-            q_offset=q_offset,
-            kv_offset=kv_offset,
-            mask_function=mask_function,
-            attention_mask=attention_mask,
-            **kwargs,
-        )
+        return base(**kwargs)
 
     return streaming_mask
 
