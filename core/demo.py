@@ -57,17 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     except LongctxError as e:
         console.print(f"[bold red]error:[/] {e}")
         return 2
+    for label, spec, _g, _score in rows:
+        console.print(f"  [bold]{label}[/]: {spec}", highlight=False)
     t = Table(title=f"Gemma 3 270M, passkey at {case.actual_tokens} tokens")
-    for col in ("pipeline", "answer", "correct", "prompt tokens", "time (s)", "KV bytes"):
-        t.add_column(col)
-    for label, spec, g, score in rows:
+    for col in ("pipeline", "answer", "ok", "tokens", "prefill s", "total s", "KV MB"):
+        t.add_column(col, no_wrap=True)
+    for label, _spec, g, score in rows:
         t.add_row(
-            f"{label}\n[dim]{spec}[/]",
-            repr(g.text.strip()[:40]),
-            "✔" if score == 1.0 else "✘",
+            label,
+            repr(g.text.strip()[:10]),
+            "yes" if score == 1.0 else "no",
             str(g.prompt_tokens),
+            f"{g.prefill_seconds:.1f}",
             f"{g.seconds:.1f}",
-            f"{g.kv_bytes:,}",
+            f"{g.kv_bytes / 1e6:.1f}",
         )
     console.print(t)
     return 0
