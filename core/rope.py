@@ -162,3 +162,40 @@ def layer_inv_freq(module: Any, layer_type: str | None) -> torch.Tensor:
     if layer_type is not None and hasattr(module, f"{layer_type}_inv_freq"):
         return getattr(module, f"{layer_type}_inv_freq")
     return module.inv_freq
+
+
+class ScaledRope:
+    """Base of RoPE methods parametrised by a scale factor ``s`` that stretch the window to ``s·L``.
+
+    A subclass names its ``rope_type`` and gives its frequencies as a static ``inv_freq`` in
+    ``ROPE_INIT_FUNCTIONS`` format (reading ``factor`` from the layer's rope parameters); its config has
+    ``factor`` and ``layers``. :meth:`apply` installs it with :func:`apply_rope` and scales the usable
+    context by ``s``.
+    """
+
+    rope_type: str = ""
+
+    def __init__(self, config: Any, ctx: Any = None) -> None:
+        self.config = config
+
+    @staticmethod
+    def inv_freq(
+        config: Any, device: Any = None, seq_len: int | None = None, layer_type: str | None = None
+    ) -> tuple[torch.Tensor, float]:
+        raise NotImplementedError
+
+    def rope_parameters(self) -> dict[str, Any]:
+        """The entries this method adds to the layer's ``rope_parameters``."""
+        return {"factor": self.config.factor}
+
+    def apply(self, ctx: ComposeContext) -> dict[str, Any]:
+        out = apply_rope(
+            ctx,
+            rope_type=self.rope_type,
+            init_fn=type(self).inv_freq,
+            params=self.rope_parameters(),
+            layers=self.config.layers,
+        )
+        if ctx.max_context is not None:
+            ctx.max_context = int(ctx.max_context * self.config.factor)
+        return out

@@ -23,7 +23,7 @@ import torch
 
 from longctx.hooks import hookimpl
 from longctx.params import at_least, one_of
-from longctx.rope import LAYER_CHOICES, apply_rope, rope_params, rotary_dim
+from longctx.rope import LAYER_CHOICES, ScaledRope, rope_params, rotary_dim
 
 ROPE_TYPE = "longctx_ntk"
 
@@ -52,23 +52,11 @@ def ntk_inv_freq(config: Any, device: Any = None, seq_len: int | None = None, la
     return 1.0 / (base**exponents), 1.0
 
 
-class NTKAwareScaling:
+class NTKAwareScaling(ScaledRope):
     """Installs NTK-aware scaling on the model's rotary embedding."""
 
-    def __init__(self, config: NTKConfig, ctx: Any = None) -> None:
-        self.config = config
-
-    def apply(self, ctx: Any) -> dict[str, Any]:
-        out = apply_rope(
-            ctx,
-            rope_type=ROPE_TYPE,
-            init_fn=ntk_inv_freq,
-            params={"factor": self.config.factor},
-            layers=self.config.layers,
-        )
-        if ctx.max_context is not None:
-            ctx.max_context = int(ctx.max_context * self.config.factor)
-        return out
+    rope_type = ROPE_TYPE
+    inv_freq = staticmethod(ntk_inv_freq)
 
 
 @hookimpl

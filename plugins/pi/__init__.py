@@ -23,7 +23,7 @@ import torch
 
 from longctx.hooks import hookimpl
 from longctx.params import at_least, one_of
-from longctx.rope import LAYER_CHOICES, apply_rope, default_inv_freq, rope_params
+from longctx.rope import LAYER_CHOICES, ScaledRope, default_inv_freq, rope_params
 
 ROPE_TYPE = "longctx_pi"
 
@@ -47,23 +47,11 @@ def pi_inv_freq(config: Any, device: Any = None, seq_len: int | None = None, lay
     return inv_freq, 1.0
 
 
-class PositionInterpolation:
+class PositionInterpolation(ScaledRope):
     """Installs PI on the model's rotary embedding."""
 
-    def __init__(self, config: PIConfig, ctx: Any = None) -> None:
-        self.config = config
-
-    def apply(self, ctx: Any) -> dict[str, Any]:
-        out = apply_rope(
-            ctx,
-            rope_type=ROPE_TYPE,
-            init_fn=pi_inv_freq,
-            params={"factor": self.config.factor},
-            layers=self.config.layers,
-        )
-        if ctx.max_context is not None:
-            ctx.max_context = int(ctx.max_context * self.config.factor)
-        return out
+    rope_type = ROPE_TYPE
+    inv_freq = staticmethod(pi_inv_freq)
 
 
 @hookimpl
