@@ -1,0 +1,1 @@
+"""The longctx plugin-conformance kit (being written)."""
