@@ -368,6 +368,11 @@ def _pipeline_spec(text: str, model: str | None) -> Any:
     return spec
 
 
+from longctx.cli_check import check_cmd  # noqa: E402  (the command lives with the conformance kit's CLI)
+
+cli.add_command(check_cmd)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="lc")

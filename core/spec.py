@@ -89,6 +89,13 @@ def _component(value: Any, where: str) -> ComponentSpec:
     raise SpecError(f"{where}: expected a technique string or table, got {value!r}")
 
 
+def _toml_value(v: Any) -> Any:
+    """TOML has no null: ``None`` is written as ``"none"``, which reads back as ``None``."""
+    if v is None:
+        return "none"
+    return list(v) if isinstance(v, tuple) else v
+
+
 @attrs.frozen
 class PipelineSpec:
     """What to compose: the model plus one technique per slot."""
@@ -187,7 +194,7 @@ class PipelineSpec:
         def table(c: ComponentSpec) -> dict[str, Any]:
             return {
                 "technique": c.name,
-                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in c.params.items()},
+                **{k: _toml_value(v) for k, v in c.params.items()},
             }
 
         out: dict[str, Any] = {}
