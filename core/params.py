@@ -129,8 +129,10 @@ def make_config(cls: type, values: Mapping[str, Any], *, technique: str) -> Any:
         kwargs[name] = _convert(raw, types[name], f"{technique}:{key}")
     try:
         return cls(**kwargs)
-    except ParameterError:
-        raise
+    except ParameterError as e:
+        if str(e).startswith(f"{technique}:"):
+            raise
+        raise ParameterError(f"{technique}: {e}") from None
     except (TypeError, ValueError) as e:
         raise ParameterError(f"{technique}: {e}") from None
 

@@ -151,6 +151,8 @@ class SinkWindowLayer(DynamicLayer):
         slot of the recent run and of the new tokens; the sinks (slots ``< sinks``) are older still,
         so a causal mask over slots is right. The StreamingLLM attention builds its own pattern.
         """
+        if isinstance(query_length, torch.Tensor):  # transformers < 5.4 passes cache_position
+            query_length = int(query_length.shape[-1])
         return self.held + query_length, self.evicted
 
     def get_max_length(self) -> int:
