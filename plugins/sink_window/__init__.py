@@ -41,12 +41,11 @@ from typing import Any
 import attrs
 import torch
 import torch.nn as nn
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache
 
 from longctx.capabilities import text_config
-from longctx.errors import LongctxError
 from longctx.hooks import hookimpl
-from longctx.kvcache import build_cache
+from longctx.kvcache import EvictingLayer, build_cache
 from longctx.params import non_negative, one_of, positive
 
 #: Which layers stream (``layers=`` of both StreamingLLM components).
@@ -85,7 +84,7 @@ def streamed_layers(model: nn.Module, layers: str) -> list[int]:
     return [i for i, t in enumerate(types[:n]) if layers == "all" or not (t == "sliding_attention" and window)]
 
 
-class SinkWindowLayer(DynamicLayer):
+class SinkWindowLayer(EvictingLayer):
     """One layer's cache: the first ``sinks`` tokens plus the most recent ones (§3.2).
 
     ``update`` returns the kept keys/values followed by the new ones — the full states the current
@@ -94,8 +93,7 @@ class SinkWindowLayer(DynamicLayer):
     the next token). Keys are stored as given (post-RoPE, absolute positions).
     """
 
-    is_sliding = False
-    is_croppable = True
+    label = "sink-window"
 
     def __init__(self, sinks: int, window: int, **kwargs: Any) -> None:
         super().__init__()
@@ -103,8 +101,6 @@ class SinkWindowLayer(DynamicLayer):
             raise ValueError(f"SinkWindowLayer needs sinks >= 0 and window >= 1, got {sinks}, {window}")
         self.sinks = sinks
         self.window = window
-        #: tokens seen so far (logical length; positions stay absolute).
-        self.cumulative_length = 0
 
     def __repr__(self) -> str:
         return (
@@ -112,103 +108,26 @@ class SinkWindowLayer(DynamicLayer):
             f"held={self.held}, seen={self.cumulative_length})"
         )
 
-    # -- sizes ------------------------------------------------------------------------------------
-
     @property
     def capacity(self) -> int:
         """Tokens held between passes: the sinks plus ``window − 1`` recent tokens."""
         return self.sinks + self.window - 1
 
-    @property
-    def held(self) -> int:
-        """Tokens physically held now."""
-        if not self.is_initialized or self.keys is None or self.keys.dim() < 2:
-            return 0
-        return int(self.keys.shape[-2])
-
-    @property
-    def evicted(self) -> int:
-        """Tokens evicted so far (seen but no longer held)."""
-        return self.cumulative_length - self.held
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the key and value tensors actually held."""
-        total = 0
-        for t in (self.keys, self.values):
-            if isinstance(t, torch.Tensor):
-                total += t.numel() * t.element_size()
-        return total
-
-    def get_seq_length(self) -> int:
-        """The logical length: tokens seen, evicted ones included (the model's next position)."""
-        return self.cumulative_length
-
-    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        """``(kv_length, kv_offset)`` of the keys :meth:`update` will return: held + new tokens.
-
-        ``kv_offset`` (= tokens evicted) makes ``slot + kv_offset`` the absolute position of every
-        slot of the recent run and of the new tokens; the sinks (slots ``< sinks``) are older still,
-        so a causal mask over slots is right. The StreamingLLM attention builds its own pattern.
-        """
-        if isinstance(query_length, torch.Tensor):  # transformers < 5.4 passes cache_position
-            query_length = int(query_length.shape[-1])
-        return self.held + query_length, self.evicted
-
     def get_max_length(self) -> int:
         """The most tokens a forward ever attends to: ``sinks + window``."""
         return self.sinks + self.window
 
-    # -- update and eviction ------------------------------------------------------------------------
+    def evict(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep ``x[…, :sinks] ∪ x[…, −(window−1):]``."""
+        return self._keep(keys), self._keep(values)
 
-    def _evict(self, x: torch.Tensor) -> torch.Tensor:
-        """``x[…, :sinks] ∪ x[…, −(window−1):]`` once longer than :attr:`capacity` (else ``x``)."""
+    def _keep(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[-2]
-        if n <= self.capacity:
-            return x
         recent = self.window - 1
         parts = [x[..., : self.sinks, :]]
         if recent:
             parts.append(x[..., n - recent :, :])
         return torch.cat(parts, dim=-2)
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append the new states, return everything this forward attends over, then evict."""
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        self.cumulative_length += key_states.shape[-2]
-        keys = torch.cat([self.keys, key_states], dim=-2)
-        values = torch.cat([self.values, value_states], dim=-2)
-        self.keys = self._evict(keys)
-        self.values = self._evict(values)
-        return keys, values
-
-    def crop(self, tokens_to_remove: int) -> None:
-        """Remove the last ``-tokens_to_remove`` tokens; possible only until the first eviction."""
-        if tokens_to_remove > 0:
-            raise ValueError(
-                f"Calling `crop` with a positive value ({tokens_to_remove}) is not supported; "
-                "pass a negative number of tokens to remove"
-            )
-        if tokens_to_remove == 0 or not self.is_initialized:
-            return
-        if self.evicted:
-            raise LongctxError(
-                f"cannot crop a sink-window cache after it evicted {self.evicted} token(s): the tokens "
-                "before the window are gone; start a fresh cache (or use kv=dynamic for assisted decoding)"
-            )
-        super().crop(tokens_to_remove)
-        self.cumulative_length = self.held
-
-    def reset(self) -> None:
-        """Drop every state and the logical length. (Not ``super().reset()``: its behaviour differs
-        across transformers versions — some zero the tensors in place and keep their size.)"""
-        if self.is_initialized and self.keys is not None:
-            self.keys = self.keys[..., :0, :]
-            self.values = self.values[..., :0, :]
-        self.cumulative_length = 0
 
 
 class SinkWindowStore:

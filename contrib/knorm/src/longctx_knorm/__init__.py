@@ -62,11 +62,11 @@ from typing import Any
 import attrs
 import torch
 import torch.nn as nn
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache
 
-from longctx.errors import LongctxError, ParameterError
+from longctx.errors import ParameterError
 from longctx.hooks import hookimpl
-from longctx.kvcache import build_cache
+from longctx.kvcache import EvictingLayer, build_cache
 from longctx.params import non_negative, positive
 
 __all__ = ["KnormConfig", "KnormLayer", "KnormStore", "knorm_keep_indices"]
@@ -131,15 +131,16 @@ def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(2, idx.unsqueeze(-1).expand(*idx.shape, x.shape[-1]))
 
 
-class KnormLayer(DynamicLayer):
+class KnormLayer(EvictingLayer):
     """One full-attention layer's cache: at most ``budget`` tokens per KV head between passes, chosen by
     lowest key norm (plus the ``window`` most recent).
 
-    ``update`` returns the held states followed by the new ones — what the current forward attends over —
-    and only then evicts. Keys are stored as given (post-RoPE, absolute positions).
+    The bookkeeping (``update`` returns held + new states and only then evicts, logical vs physical
+    length, mask sizes, ``nbytes``, crop until the first eviction) is longctx's :class:`EvictingLayer`;
+    this class only says what to keep. Keys are stored as given (post-RoPE, absolute positions).
     """
 
-    is_sliding = False
+    label = "knorm"
 
     def __init__(self, budget: int, window: int = 0, **kwargs: Any) -> None:
         super().__init__()
@@ -147,104 +148,23 @@ class KnormLayer(DynamicLayer):
             raise ValueError(f"KnormLayer needs budget >= 1 and 0 <= window <= budget, got {budget}, {window}")
         self.budget = budget
         self.window = window
-        #: tokens seen so far (the logical length; positions stay absolute).
-        self.cumulative_length = 0
 
     def __repr__(self) -> str:
         return (
             f"KnormLayer(budget={self.budget}, window={self.window}, held={self.held}, seen={self.cumulative_length})"
         )
 
-    # -- sizes ------------------------------------------------------------------------------------
-
     @property
-    def held(self) -> int:
-        """Tokens physically held now (per KV head)."""
-        if not self.is_initialized or self.keys is None or self.keys.dim() < 2:
-            return 0
-        return int(self.keys.shape[-2])
-
-    @property
-    def evicted(self) -> int:
-        """Tokens evicted so far (seen but no longer held)."""
-        return self.cumulative_length - self.held
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the key and value tensors actually held."""
-        return sum(t.numel() * t.element_size() for t in (self.keys, self.values) if isinstance(t, torch.Tensor))
-
-    @property
-    def is_croppable(self) -> bool:  # type: ignore[override]
-        """``crop`` can restore the layer only while nothing has been evicted."""
-        return self.evicted == 0
-
-    def get_seq_length(self) -> int:
-        """The logical length: tokens seen, evicted ones included (the model's next position)."""
-        return self.cumulative_length
-
-    def get_mask_sizes(self, query_length: int | torch.Tensor) -> tuple[int, int]:
-        """``(kv_length, kv_offset)`` of the keys :meth:`update` will return: held + new tokens.
-
-        Every held token is older than every new one, so with ``kv_offset = evicted`` slot ``s`` maps to
-        ``s + evicted < seen``: all held slots are visible to all new queries, and the new tokens
-        (slots ``held…``, positions ``seen…``) are causal among themselves — the mask transformers builds
-        is right although the held slots are not contiguous positions. transformers passes the
-        query length (5.24), earlier releases the ``cache_position`` tensor (5.0; detected by type).
-        """
-        q = int(query_length.shape[0]) if isinstance(query_length, torch.Tensor) else int(query_length)
-        return self.held + q, self.evicted
-
-    def get_max_length(self) -> int:
+    def capacity(self) -> int:
         """The most tokens held between passes: ``budget``."""
         return self.budget
 
-    get_max_cache_shape = get_max_length  # the name before transformers 5.x renamed it
+    get_max_cache_shape = EvictingLayer.get_max_length  # the name before transformers 5.x renamed it
 
-    # -- update and eviction ------------------------------------------------------------------------
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append the new states, return everything this forward attends over, then evict to the budget."""
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        self.cumulative_length += key_states.shape[-2]
-        keys = torch.cat([self.keys, key_states], dim=-2)
-        values = torch.cat([self.values, value_states], dim=-2)
-        if keys.shape[-2] > self.budget:
-            keep = knorm_keep_indices(keys, self.budget, self.window)
-            self.keys, self.values = _gather(keys, keep), _gather(values, keep)
-        else:
-            self.keys, self.values = keys, values
-        return keys, values
-
-    def crop(self, max_length: int) -> None:
-        """Remove ``-max_length`` tokens from the end when negative (the only form transformers 5.24
-        accepts), or crop to ``max_length`` tokens when positive (also accepted by 5.0, whose assisted
-        decoding passes the new length); ``0`` removes nothing. Possible only until the first eviction."""
-        if max_length == 0 or not self.is_initialized or self.keys is None:
-            return
-        target = self.cumulative_length - abs(max_length) if max_length < 0 else max_length
-        if target >= self.cumulative_length:
-            return
-        if self.evicted:
-            raise LongctxError(
-                f"cannot crop a knorm cache after it evicted {self.evicted} token(s): the tokens it dropped are "
-                "gone; start a fresh cache (or use kv=dynamic for assisted decoding)"
-            )
-        target = max(target, 0)
-        self.keys = self.keys[..., :target, :]
-        self.values = self.values[..., :target, :]
-        self.cumulative_length = target
-
-    def reset(self) -> None:
-        """Drop every state and the logical length (independent of ``DynamicLayer.reset``, whose
-        behaviour differs across transformers versions)."""
-        if self.is_initialized and self.keys is not None:
-            self.keys = self.keys[..., :0, :]
-            self.values = self.values[..., :0, :]
-        self.cumulative_length = 0
+    def evict(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep, per KV head, the ``budget`` lowest-norm keys (the ``window`` most recent always)."""
+        keep = knorm_keep_indices(keys, self.budget, self.window)
+        return _gather(keys, keep), _gather(values, keep)
 
 
 class KnormStore:
