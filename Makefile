@@ -33,8 +33,8 @@ test: install
 test-slow: install
 	LONGCTX_STRICT_PLUGINS=1 $(BIN)/python -m pytest -m "slow" -q
 
-# The suite against another transformers release in its own venv, e.g. make test-compat TRANSFORMERS=5.0.0
-TRANSFORMERS ?= 5.0.0
+# The suite against another transformers release in its own venv, e.g. make test-compat TRANSFORMERS=5.5.0
+TRANSFORMERS ?= 5.24.0
 test-compat:
 	$(PY) -m venv .venv-compat
 	.venv-compat/bin/python -m pip install -q --upgrade pip

@@ -113,15 +113,31 @@ def apply_rope(
     new_cfg.rope_parameters = new_rp
     for name, mod in rotaries:
         device = next((b.device for b in mod.buffers()), None)
-        accepts_device = "device" in inspect.signature(type(mod).__init__).parameters
-        fresh = type(mod)(new_cfg, device=device) if accepts_device else type(mod)(new_cfg)
-        if device is not None:
-            fresh = fresh.to(device)
+        fresh = new_rotary(mod, new_cfg, device=device)
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         ctx.set_attr(parent, attr, fresh)
     ctx.set_attr(cfg, "rope_parameters", new_rp)
     return {"rope_type": rope_type, "layers": layers, "rope_parameters": _jsonable(changed)}
+
+
+def new_rotary(module: Any, config: Any = None, *, device: Any = None) -> Any:
+    """A fresh rotary module of ``module``'s own class, built from ``config`` (default: its own).
+
+    The constructor takes ``device`` on some models and not others (detected by signature)."""
+    config = module.config if config is None else config
+    accepts_device = "device" in inspect.signature(type(module).__init__).parameters
+    fresh = type(module)(config, device=device) if accepts_device else type(module)(config)
+    return fresh.to(device) if device is not None else fresh
+
+
+def extended_window(current: int | None, factor: float, original: int) -> int | None:
+    """The usable context after scaling by ``factor`` from an ``original`` training window: ``s`` times
+    the original window (a model is not assumed to work beyond its own window), never less than the
+    model's window; ``None`` (unbounded) stays unbounded."""
+    if current is None:
+        return None
+    return max(current, int(factor * min(original, current)))
 
 
 def _jsonable(d: Any) -> Any:

@@ -122,3 +122,52 @@ FIRST_PARTY: dict[tuple[str, str], type[Contract]] = {
         PasskeyContract,
     )
 }
+
+
+# -- the RoPE scaling methods of the positional family (issue 5) ----------------------------------------
+
+
+class DynamicNTKContract(PositionalContract):
+    technique = "dynamic-ntk"
+    # Dynamic NTK only changes RoPE past the original window L: inside it (the check's 48 tokens < 256) the
+    # base is b·((s·L/L) − (s−1))^… = b at any factor, so its defaults are "no change" there. Beyond the
+    # window no parameter is the identity (s = 1 still grows the base as L'/L).
+    identity_params = {}
+
+
+class YaRNContract(PositionalContract):
+    technique = "yarn"
+    identity_params = {"factor": 1.0}  # θ/1 and θ blended: θ; √(1/t) = 1 for s ≤ 1
+
+
+class Llama3Contract(PositionalContract):
+    technique = "llama3"
+    identity_params = {"factor": 1.0}  # every band divides by 1
+
+
+#: LongRoPE's factors are searched per model and have no defaults; the tiny fixtures' rotary dimension is
+#: 16 (|D|/2 = 8 factors) on every architecture.
+_LONGROPE_SHORT = (1.0, 1.0, 1.1, 1.2, 1.5, 1.8, 2.0, 2.0)
+_LONGROPE_LONG = (1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+class LongRoPEContract(PositionalContract):
+    technique = "longrope"
+    params = {"short_factor": _LONGROPE_SHORT, "long_factor": _LONGROPE_LONG, "factor": 4.0}
+    # λ_i = 1 in both sets and s = 1 (attention factor 1)
+    identity_params = {"short_factor": (1.0,) * 8, "long_factor": (1.0,) * 8, "factor": 1.0}
+
+
+class ABFContract(PositionalContract):
+    technique = "abf"
+    # declare an extended window so positional.finite_beyond_window runs (ABF claims none by default)
+    params = {"base_factor": 50.0, "window_factor": 4.0}
+    identity_params = {"base_factor": 1.0}  # θ' = 1·θ
+
+
+FIRST_PARTY.update(
+    {
+        (c.family, c.technique): c  # type: ignore[misc]
+        for c in (DynamicNTKContract, YaRNContract, Llama3Contract, LongRoPEContract, ABFContract)
+    }
+)
