@@ -407,11 +407,17 @@ def _check_capabilities(spec: PipelineSpec, registry: Registry, info: ModelInfo)
         tech = registry.get(family, comp.name)
         missing = set(tech.capabilities) - have
         if missing:
-            what = "absolute position embeddings" if info.absolute_positions else "no rotary embedding"
+            has = sorted(have) or ["none of the known capabilities"]
+            hint = ""
+            if "rope" in missing:
+                hint = "; choose a RoPE model or a technique for absolute positions"
+            elif "absolute-positions" in missing:
+                hint = "; choose an encoder with learned absolute positions or a RoPE technique"
             raise IncompatibleModelError(
                 f"{family} technique {comp.name!r} needs a model with {', '.join(sorted(missing))}, but "
-                f"{info.architecture} ({info.model_type}) has {what}"
-                + ("" if "rope" not in missing else "; choose a RoPE model or a technique for absolute positions")
+                f"{info.architecture} ({info.model_type}) has {', '.join(has)}"
+                + (" (absolute position embeddings)" if info.absolute_positions and "rope" in missing else "")
+                + hint
             )
 
 

@@ -171,3 +171,40 @@ FIRST_PARTY.update(
         for c in (DynamicNTKContract, YaRNContract, Llama3Contract, LongRoPEContract, ABFContract)
     }
 )
+
+
+# -- Giraffe's truncated and power-scaled RoPE bases (issue 5) ----------------------------------------------
+
+
+class TruncatedBasisContract(PositionalContract):
+    technique = "truncated-basis"
+    # declare an extended window so positional.finite_beyond_window runs (the basis claims none by itself)
+    params = {"window_factor": 4.0}
+    identity_params = {"a": 0.0, "b": 0.0}  # every θ_i > 0 is ≥ b: kept
+
+
+class PowerScalingContract(PositionalContract):
+    technique = "power-scaling"
+    params = {"k": 0.5, "window_factor": 4.0}
+    identity_params = {"k": 0.0}  # (1 − 2i/d)^0 = 1
+
+
+FIRST_PARTY.update({(c.family, c.technique): c for c in (TruncatedBasisContract, PowerScalingContract)})  # type: ignore[misc]
+
+
+# -- absolute position embeddings (encoders, issue 5) ---------------------------------------------------
+
+
+class APEInterpolationContract(PositionalContract):
+    technique = "ape-interpolation"
+    archs = ("bert",)  # needs a learned absolute position table; the RoPE fixtures are refused
+    identity_params = {"factor": 1.0}  # E'[j] = E[j/1] = E[j]
+
+
+class LongCLIPContract(PositionalContract):
+    technique = "long-clip"
+    archs = ("bert",)
+    identity_params = {"factor": 1.0}  # E'[j] = E[keep + (j − keep)/1] = E[j]
+
+
+FIRST_PARTY.update({(c.family, c.technique): c for c in (APEInterpolationContract, LongCLIPContract)})  # type: ignore[misc]
