@@ -14,7 +14,7 @@ import types
 
 import pytest
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import AttentionInterface, LogitsProcessor, LogitsProcessorList
 from transformers.cache_utils import DynamicSlidingWindowLayer
 
 import longctx.plugins.streaming_llm as sl
@@ -424,7 +424,7 @@ def test_gemma3_sliding_layers_untouched_full_layer_streams(tiny_gemma3):
             assert (out[3] - base_out[3]).abs().max() > 1e-3  # the full layer streams
             assert (logits - base).abs().max() > 1e-3
             # the installed function on a sliding module is sdpa itself
-            fn = sl.AttentionInterface()[change["implementation"]]
+            fn = AttentionInterface()[change["implementation"]]
             q, k, v = torch.randn(1, 4, 5, 16), torch.randn(1, 1, 5, 16), torch.randn(1, 1, 5, 16)
             got, _ = fn(attn[0], q, k, v, None, scaling=0.25, sliding_window=16, position_ids=torch.arange(5)[None])
             want, _ = sdpa_attention_forward(attn[0], q, k, v, None, scaling=0.25, sliding_window=16)
@@ -508,7 +508,7 @@ def test_undo_restores_logits_and_attention(tiny_llama):
         assert (model(ids).logits - base).abs().max() > 1e-3
         pipe.undo()
         assert model.config._attn_implementation == "sdpa"
-        assert key not in sl.AttentionInterface()
+        assert key not in AttentionInterface()
         assert all("_lc" not in layer.self_attn.__dict__ for layer in model.model.layers)
         assert torch.equal(model(ids).logits, base)
         with pytest.raises(LongctxError, match="undone"):

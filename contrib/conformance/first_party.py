@@ -208,3 +208,17 @@ class LongCLIPContract(PositionalContract):
 
 
 FIRST_PARTY.update({(c.family, c.technique): c for c in (APEInterpolationContract, LongCLIPContract)})  # type: ignore[misc]
+
+
+# -- SelfExtend: grouped attention for distant keys (issue 5) -------------------------------------------
+
+
+class SelfExtendContract(AttentionContract):
+    technique = "self-extend"
+    # a neighbour window shorter than the ~40-token inputs: the grouped scores are really exercised
+    params = {"group_size": 2, "neighbor_window": 8}
+    # a neighbour window over the whole input: every score uses exact positions (dense attention)
+    dense_params = {"neighbor_window": 1024}
+
+
+FIRST_PARTY.update({(c.family, c.technique): c for c in (SelfExtendContract,)})  # type: ignore[misc]

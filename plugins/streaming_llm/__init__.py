@@ -42,16 +42,15 @@ attention weights are not returned; positions must be the model's default absolu
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import torch
 import torch.nn as nn
-from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, causal_mask_function
 
+from longctx.attn import Passthrough, original_attention
 from longctx.capabilities import attention_modules, rotary_modules, text_config
 from longctx.errors import CompositionError, IncompatibleModelError, InputError
 from longctx.hooks import hookimpl
@@ -97,13 +96,6 @@ class StreamingLayer:
     #: returns the layer's RoPE ``inv_freq`` (resolved at call time, so a rotary swap is followed).
     inv_freq: Callable[[], torch.Tensor]
     chunk: int = PREFILL_CHUNK
-
-
-@attrs.frozen
-class Passthrough:
-    """Per-layer context of a module that keeps the model's original attention function."""
-
-    fn: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
 
 
 # -- the attention ---------------------------------------------------------------------------------
@@ -345,19 +337,6 @@ def make_mask(base: Callable[..., Any], *, all_streamed: bool) -> Callable[..., 
 # -- the component ---------------------------------------------------------------------------------
 
 
-def _original_attention(module: nn.Module, implementation: str) -> Callable[..., Any]:
-    """The function the module itself would call: ``ALL_ATTENTION_FUNCTIONS.get_interface(impl,
-    eager_attention_forward)`` as the modeling code resolves it (plain lookup where ``get_interface``
-    does not exist), with the modeling file's own eager function for ``eager``."""
-    eager = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
-    registry = AttentionInterface()
-    if hasattr(registry, "get_interface") and eager is not None:
-        return registry.get_interface(implementation, eager)
-    if implementation == "eager" and eager is not None:
-        return eager
-    return registry[implementation]
-
-
 class StreamingLLM:
     """Installs StreamingLLM attention on the streamed layers (see the module docstring)."""
 
@@ -407,7 +386,7 @@ class StreamingLLM:
                     self.config.sinks, self.config.window, lambda r=rot, t=lt: layer_inv_freq(r, t)
                 )
             else:
-                lc[CONTEXT_KEY] = Passthrough(_original_attention(m, previous))
+                lc[CONTEXT_KEY] = Passthrough(original_attention(m, previous))
             ctx.on_undo(lambda lc=lc: lc.pop(CONTEXT_KEY, None))
         base = ALL_MASK_ATTENTION_FUNCTIONS[previous if previous in ALL_MASK_ATTENTION_FUNCTIONS else "sdpa"]
         all_streamed = all(m.layer_idx in streamed for m in modules)
