@@ -199,6 +199,11 @@ def in_range(lo: float, hi: float):
     return _v
 
 
+def optional(validator: Any):
+    """attrs validator factory: ``None`` is accepted, anything else goes through ``validator``."""
+    return attrs.validators.optional(validator)
+
+
 def one_of(*choices: str):
     """attrs validator factory: value is one of ``choices``."""
 

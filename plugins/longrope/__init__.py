@@ -42,7 +42,7 @@ import torch
 from longctx.capabilities import rotary_modules, text_config
 from longctx.errors import IncompatibleModelError, ParameterError
 from longctx.hooks import hookimpl
-from longctx.params import at_least, one_of, positive
+from longctx.params import at_least, one_of, optional, positive
 from longctx.rope import (
     LAYER_CHOICES,
     ScaledRope,
@@ -70,10 +70,6 @@ def _all_positive(_inst: Any, attribute: attrs.Attribute, value: tuple[float, ..
         raise ParameterError(f"{attribute.name} must hold positive numbers, got {bad[0]!r}")
 
 
-def _optional(validator: Any) -> Any:
-    return attrs.validators.optional(validator)
-
-
 @attrs.frozen
 class LongRoPEConfig:
     """The searched per-dimension factors ``λ_i`` (short and long sets), the original window ``L`` and
@@ -93,17 +89,17 @@ class LongRoPEConfig:
     )
     factor: float | None = attrs.field(
         default=None,
-        validator=_optional(at_least(1.0)),
+        validator=optional(at_least(1.0)),
         metadata={"help": "s = L'/L (none: max_position_embeddings / original_max_position_embeddings)"},
     )
     original_max_position_embeddings: int | None = attrs.field(
         default=None,
-        validator=_optional(positive),
+        validator=optional(positive),
         metadata={"help": "L: the pre-training window (none: the model's max_position_embeddings)"},
     )
     attention_factor: float | None = attrs.field(
         default=None,
-        validator=_optional(positive),
+        validator=optional(positive),
         metadata={"help": "scale of cos and sin (none: √(1 + ln(s)/ln(L)))"},
     )
     layers: str = attrs.field(

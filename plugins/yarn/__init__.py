@@ -40,14 +40,10 @@ import torch
 
 from longctx.errors import ParameterError
 from longctx.hooks import hookimpl
-from longctx.params import at_least, one_of, positive
+from longctx.params import at_least, one_of, optional, positive
 from longctx.rope import LAYER_CHOICES, ScaledRope, apply_rope, extended_window, rope_params, rotary_dim
 
 ROPE_TYPE = "longctx_yarn"
-
-
-def _optional(validator: Any) -> Any:
-    return attrs.validators.optional(validator)
 
 
 @attrs.frozen
@@ -64,12 +60,12 @@ class YaRNConfig:
     )
     original_max_position_embeddings: int | None = attrs.field(
         default=None,
-        validator=_optional(positive),
+        validator=optional(positive),
         metadata={"help": "L: the pre-training window (none: the model's max_position_embeddings)"},
     )
     attention_factor: float | None = attrs.field(
         default=None,
-        validator=_optional(positive),
+        validator=optional(positive),
         metadata={"help": "√(1/t), scaling cos and sin (none: 0.1·ln(s) + 1)"},
     )
     truncate: bool = attrs.field(
