@@ -45,9 +45,9 @@ from typing import Any
 import attrs
 import torch
 import torch.nn as nn
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, causal_mask_function
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-from longctx.attn import Passthrough, original_attention
+from longctx.attn import Passthrough, first_query_position, original_attention, own_pattern_mask
 from longctx.capabilities import attention_modules, rotary_modules, text_config
 from longctx.errors import CompositionError, IncompatibleModelError, InputError
 from longctx.hooks import hookimpl
@@ -112,23 +112,8 @@ def grouped_key_position(j: torch.Tensor | int, group_size: int) -> Any:
 
 
 def _first_position(position_ids: torch.Tensor | None, q_len: int, k_len: int) -> int:
-    """The absolute position of the first query; checks one contiguous run shared by the batch."""
-    if position_ids is None:
-        return k_len - q_len
-    if position_ids.dim() != 2 or position_ids.shape[-1] != q_len:
-        raise SelfExtendUnsupportedError(
-            f"self-extend needs position_ids of shape (batch, {q_len}), got {tuple(position_ids.shape)} "
-            "(multi-axis positions such as M-RoPE are not supported)"
-        )
-    first = int(position_ids[0, 0])
-    if q_len > 1 or position_ids.shape[0] > 1:
-        want = torch.arange(first, first + q_len, device=position_ids.device)
-        if not bool((position_ids == want).all()):
-            raise SelfExtendUnsupportedError(
-                "self-extend needs contiguous absolute positions shared by every row of the batch; "
-                "padded batches (per-row positions) are not supported: run the rows one by one"
-            )
-    return first
+    """The absolute position of the first query (one contiguous run shared by the batch)."""
+    return first_query_position(position_ids, q_len, k_len, technique=CONTEXT_KEY, error=SelfExtendUnsupportedError)
 
 
 def self_extend_attention_core(
@@ -254,24 +239,7 @@ def self_extend_attention(
 def make_mask(base: Callable[..., Any], *, all_extended: bool) -> Callable[..., Any]:
     """Mask builder: refuses padding, gives the extended layers no mask (the attention is causal by
     construction, chunk by chunk) and delegates other requests (sliding layers) to ``base``."""
-
-    def self_extend_mask(**kwargs: Any) -> Any:
-        q_length = kwargs.get("q_length")
-        if q_length is None and kwargs.get("cache_position") is not None:
-            q_length = int(kwargs["cache_position"].shape[0])
-        am = kwargs.get("attention_mask")
-        if isinstance(am, torch.Tensor) and am.dim() == 2:
-            cols = am if (q_length or 1) > 1 else am[:, -1:]
-            if not bool(cols.all()):
-                raise SelfExtendUnsupportedError(
-                    "self-extend does not support padded batches (the attention mask has zeros); "
-                    "run the rows one by one"
-                )
-        if all_extended or kwargs.get("mask_function", causal_mask_function) is causal_mask_function:
-            return None
-        return base(**kwargs)
-
-    return self_extend_mask
+    return own_pattern_mask(base, all_replaced=all_extended, technique=CONTEXT_KEY, error=SelfExtendUnsupportedError)
 
 
 # -- the component ---------------------------------------------------------------------------------

@@ -48,9 +48,9 @@ from typing import Any
 import attrs
 import torch
 import torch.nn as nn
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, causal_mask_function
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-from longctx.attn import Passthrough, original_attention
+from longctx.attn import Passthrough, first_query_position, original_attention, own_pattern_mask
 from longctx.capabilities import attention_modules, rotary_modules, text_config
 from longctx.errors import CompositionError, IncompatibleModelError, InputError
 from longctx.hooks import hookimpl
@@ -102,24 +102,8 @@ class StreamingLayer:
 
 
 def _query_positions(position_ids: torch.Tensor | None, q_len: int, k_len: int) -> int:
-    """The absolute position of the first query; checks the positions are one contiguous run shared
-    by the whole batch (no padding)."""
-    if position_ids is None:  # no cache, or a caller without positions: nothing was evicted
-        return k_len - q_len
-    if position_ids.dim() != 2 or position_ids.shape[-1] != q_len:
-        raise StreamingUnsupportedError(
-            f"streaming-llm needs position_ids of shape (batch, {q_len}), got {tuple(position_ids.shape)} "
-            "(multi-axis positions such as M-RoPE are not supported)"
-        )
-    first = int(position_ids[0, 0])
-    if q_len > 1 or position_ids.shape[0] > 1:
-        want = torch.arange(first, first + q_len, device=position_ids.device)
-        if not bool((position_ids == want).all()):
-            raise StreamingUnsupportedError(
-                "streaming-llm needs contiguous absolute positions shared by every row of the batch; "
-                "padded batches (per-row positions) are not supported: run the rows one by one"
-            )
-    return first
+    """The absolute position of the first query (one contiguous run shared by the batch)."""
+    return first_query_position(position_ids, q_len, k_len, technique=CONTEXT_KEY, error=StreamingUnsupportedError)
 
 
 def _attend_chunk(
@@ -301,37 +285,11 @@ def streaming_llm_attention(
 # -- the mask --------------------------------------------------------------------------------------
 
 
-def _refuse_padding(attention_mask: Any, q_length: int) -> None:
-    if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 2:
-        return
-    # padding lives in the prompt: check it whole on prefill, only the new columns when decoding
-    cols = attention_mask if q_length > 1 else attention_mask[:, -q_length:]
-    if not bool(cols.all()):
-        raise StreamingUnsupportedError(
-            "streaming-llm does not support padded batches (the attention mask has zeros); generate the rows one by one"
-        )
-
-
 def make_mask(base: Callable[..., Any], *, all_streamed: bool) -> Callable[..., Any]:
     """The mask builder registered with the attention: refuses padding, gives the streamed layers no
-    mask (the attention builds the sink+window pattern itself, chunk by chunk, so nothing of size
-    ``T × T`` is materialised) and delegates every other request — the sliding layers' — to the mask
-    builder of the model's original implementation."""
-
-    def streaming_mask(**kwargs: Any) -> Any:
-        # keyword-only pass-through: the builder's signature differs across transformers versions
-        # (``q_length``/``q_offset`` since 5.4, ``cache_position`` before)
-        q_length = kwargs.get("q_length")
-        if q_length is None and kwargs.get("cache_position") is not None:
-            q_length = int(kwargs["cache_position"].shape[0])
-        _refuse_padding(kwargs.get("attention_mask"), q_length)
-        # the plain causal request is the full-attention layers'; a model whose every layer streams
-        # needs no mask at all
-        if all_streamed or kwargs.get("mask_function", causal_mask_function) is causal_mask_function:
-            return None
-        return base(**kwargs)
-
-    return streaming_mask
+    mask (the attention builds the sink+window pattern itself, chunk by chunk) and delegates every other
+    request — the sliding layers' — to the model's original mask builder (:func:`longctx.attn.own_pattern_mask`)."""
+    return own_pattern_mask(base, all_replaced=all_streamed, technique=CONTEXT_KEY, error=StreamingUnsupportedError)
 
 
 # -- the component ---------------------------------------------------------------------------------
