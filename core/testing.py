@@ -43,3 +43,35 @@ def byte_tokenizer() -> Any:
         pad_token="<pad>",
         unk_token="<unk>",
     )
+
+
+def random_ids(n: int, seed: int = 0, b: int = 1, *, vocab: int = 250) -> Any:
+    """A ``(b, n)`` batch of random token ids in ``[5, vocab)`` (clear of the byte tokenizer's specials),
+    deterministic by ``seed``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(5, vocab, (b, n), generator=g)
+
+
+def rope_reference(x: Any, pos: Any, inv_freq: Any) -> Any:
+    """RoPE as transformers applies it, for test oracles: ``x·cos(pθ) + rotate_half(x)·sin(pθ)``, with
+    ``pos`` broadcasting against ``x[..., 0]``; angles in float32."""
+    import torch
+
+    from longctx.rope import rotate_half
+
+    ang = pos.to(torch.float32)[..., None] * inv_freq.to(torch.float32)
+    emb = torch.cat((ang, ang), dim=-1)
+    return x * emb.cos() + rotate_half(x) * emb.sin()
+
+
+def random_qkv(n: int, *, b: int = 2, h: int = 4, hkv: int = 2, d: int = 16, seed: int = 0) -> tuple[Any, Any, Any]:
+    """Random ``q (b, h, n, d)``, ``k`` and ``v (b, hkv, n, d)`` for attention-function tests (GQA)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, h, n, d, generator=g)
+    k = torch.randn(b, hkv, n, d, generator=g)
+    v = torch.randn(b, hkv, n, d, generator=g)
+    return q, k, v

@@ -12,16 +12,12 @@ from longctx.errors import IncompatibleModelError
 from longctx.models import tiny_model
 from longctx.plugins.ape_interpolation import APEInterpolation, APEInterpolationConfig
 from longctx.plugins.long_clip import LongCLIP, LongCLIPConfig, long_clip_positions
+from longctx.testing import random_ids as _ids
 
 TECHNIQUES = ("ape-interpolation", "long-clip")
 
 #: a small known table: row i = (i, 10·i², −i)
 KNOWN = torch.tensor([[float(i), 10.0 * i * i, -float(i)] for i in range(6)])
-
-
-def _ids(n, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(5, 250, (1, n), generator=g)
 
 
 def _hidden(model, ids):

@@ -15,14 +15,10 @@ import torch
 from longctx.errors import ParameterError
 from longctx.plugins.giraffe import power_inv_freq, truncate_basis, truncated_inv_freq, truncation_cutoffs
 from longctx.runtime import compose
+from longctx.testing import random_ids as _ids
 
 ARCHS = ["llama", "qwen2", "gemma3"]
 WINDOW = 256  # max_position_embeddings of every tiny model
-
-
-def _ids(n: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(5, 250, (1, n), generator=g)
 
 
 @torch.no_grad()

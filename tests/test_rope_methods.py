@@ -22,6 +22,7 @@ from longctx.plugins.longrope import longrope_attention_factor, longrope_inv_fre
 from longctx.plugins.yarn import correction_range, yarn_inv_freq, yarn_mscale
 from longctx.rope import layer_inv_freq
 from longctx.runtime import compose
+from longctx.testing import random_ids as _ids
 
 
 def supported(*args, **kwargs):
@@ -39,11 +40,6 @@ ARCHS = ["llama", "qwen2", "gemma3"]
 WINDOW = 256  # max_position_embeddings of every tiny model
 SHORT = (1.0, 1.0, 1.1, 1.2, 1.5, 1.8, 2.0, 2.0)  # |D|/2 = 8 LongRoPE factors for the tiny models
 LONG = (1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-
-
-def _ids(n: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(5, 250, (1, n), generator=g)
 
 
 @torch.no_grad()

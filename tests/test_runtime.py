@@ -14,11 +14,7 @@ from longctx.hooks import hookimpl
 from longctx.plugins.ntk import ntk_base
 from longctx.registry import load_registry
 from longctx.runtime import compose
-
-
-def _ids(n: int, vocab: int = 200, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(5, vocab, (1, n), generator=g)
+from longctx.testing import random_ids as _ids
 
 
 @torch.no_grad()

@@ -28,14 +28,10 @@ from longctx.plugins.self_extend import (
     grouped_query_position,
     self_extend_attention,
 )
-from longctx.rope import rotate_half
 from longctx.runtime import compose
-
-
-def _rope(x: torch.Tensor, pos: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
-    ang = pos.to(torch.float32)[..., None] * inv_freq.to(torch.float32)
-    emb = torch.cat((ang, ang), dim=-1)
-    return x * emb.cos() + rotate_half(x) * emb.sin()
+from longctx.testing import random_ids as _ids
+from longctx.testing import random_qkv as _qkv
+from longctx.testing import rope_reference as _rope
 
 
 def position_map(n: int, group: int, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -77,15 +73,6 @@ def inv_freq():
     return tiny_model("llama").model.model.rotary_emb.inv_freq.clone()
 
 
-def _qkv(n: int, *, b: int = 2, h: int = 4, hkv: int = 2, d: int = 16, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(b, h, n, d, generator=g),
-        torch.randn(b, hkv, n, d, generator=g),
-        torch.randn(b, hkv, n, d, generator=g),
-    )
-
-
 def _module(group, window, inv_freq, *, chunk=se.PREFILL_CHUNK, softcap=None):
     return types.SimpleNamespace(
         _lc={CONTEXT_KEY: SelfExtendLayer(group, window, lambda: inv_freq, chunk)},
@@ -93,11 +80,6 @@ def _module(group, window, inv_freq, *, chunk=se.PREFILL_CHUNK, softcap=None):
         training=False,
         layer_idx=0,
     )
-
-
-def _ids(n: int, seed: int = 0, b: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(5, 250, (b, n), generator=g)
 
 
 def test_grouped_positions_follow_the_paper():

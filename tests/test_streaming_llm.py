@@ -29,17 +29,12 @@ from longctx.plugins.streaming_llm import (
     streaming_llm_attention,
 )
 from longctx.registry import load_registry
-from longctx.rope import rotate_half
 from longctx.runtime import compose
+from longctx.testing import random_ids as _ids
+from longctx.testing import random_qkv as _qkv
+from longctx.testing import rope_reference as _rope
 
 # -- the oracle ------------------------------------------------------------------------------------
-
-
-def _rope(x: torch.Tensor, pos: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
-    """RoPE as transformers applies it: x·cos(pθ) + rotate_half(x)·sin(pθ), ``pos`` as x[..., 0]."""
-    ang = pos.to(torch.float32)[..., None] * inv_freq.to(torch.float32)
-    emb = torch.cat((ang, ang), dim=-1)
-    return x * emb.cos() + rotate_half(x) * emb.sin()
 
 
 def streaming_layout(n: int, sinks: int, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -89,14 +84,6 @@ def inv_freq():
     return tiny_model("llama").model.model.rotary_emb.inv_freq.clone()
 
 
-def _qkv(n: int, *, b: int = 2, h: int = 4, hkv: int = 2, d: int = 16, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    q0 = torch.randn(b, h, n, d, generator=g)
-    k0 = torch.randn(b, hkv, n, d, generator=g)
-    v = torch.randn(b, hkv, n, d, generator=g)
-    return q0, k0, v
-
-
 def _fake_module(sinks, window, inv_freq, *, chunk=sl.PREFILL_CHUNK, softcap=None, groups=2):
     return types.SimpleNamespace(
         _lc={CONTEXT_KEY: StreamingLayer(sinks, window, lambda: inv_freq, chunk)},
@@ -105,11 +92,6 @@ def _fake_module(sinks, window, inv_freq, *, chunk=sl.PREFILL_CHUNK, softcap=Non
         training=False,
         layer_idx=0,
     )
-
-
-def _ids(n: int, seed: int = 0, b: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(5, 250, (b, n), generator=g)
 
 
 @torch.no_grad()
