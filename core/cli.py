@@ -274,8 +274,10 @@ class _null:
 
 
 @cli.command("eval")
-@click.option("--task", "-t", "tasks", multiple=True, required=True, help="Evaluation task, e.g. passkey (repeatable).")
-@click.option("--lengths", "-l", required=True, help="Comma-separated target lengths in tokens, e.g. 1k,2k,4k.")
+@click.option(
+    "--task", "-t", "tasks", multiple=True, help="Evaluation task, e.g. passkey or niah:haystack=essay (repeatable)."
+)
+@click.option("--lengths", "-l", help="Comma-separated target lengths in tokens, e.g. 1k,2k,4k.")
 @click.option("--depths", "-d", default="0.5", show_default=True, help="Comma-separated needle depths in [0, 1].")
 @click.option("--samples", "-n", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -290,25 +292,39 @@ class _null:
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
-    help="Write results.jsonl (resumable) and summary.json here.",
+    help="Write results.jsonl (resumable), summary.json, summary.csv and figures/ here.",
 )
+@click.option("--chat-template", is_flag=True, help="Render prompts with the tokenizer's chat template.")
+@click.option("--no-case-cache", is_flag=True, help="Generate cases afresh instead of reading the case cache.")
+@click.option("--list-tasks", is_flag=True, help="List the evaluation tasks with their taxonomy and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def eval_cmd(
     ctx: click.Context,
     tasks: tuple[str, ...],
-    lengths: str,
+    lengths: str | None,
     depths: str,
     samples: int,
     seed: int,
     pipelines: tuple[str, ...],
     model: str | None,
     out_dir: str | None,
+    chat_template: bool,
+    no_case_cache: bool,
+    list_tasks: bool,
     as_json: bool,
 ) -> None:
     """Run evaluation tasks over lengths × depths for one or more pipelines on identical cases."""
     from longctx.evaluate import run_eval_specs
 
+    reg = _registry(ctx)
+    if list_tasks:
+        _list_tasks(reg, as_json)
+        return
+    if not tasks:
+        raise SpecError("name at least one --task (lc eval --list-tasks shows them)")
+    if not lengths:
+        raise SpecError("give --lengths, e.g. --lengths 1k,2k,4k")
     length_list = [parse_length(x) for x in _csv(lengths)]
     try:
         depth_list = [float(x) for x in _csv(depths)]
@@ -316,7 +332,6 @@ def eval_cmd(
         raise SpecError(f"cannot read depths {depths!r}; write e.g. 0,0.5,1") from None
     if any(not 0.0 <= d <= 1.0 for d in depth_list):
         raise SpecError(f"depths must be within [0, 1], got {depths!r}")
-    reg = _registry(ctx)
     specs = {}
     for p in pipelines or ("default",):
         specs[p] = _pipeline_spec(p, model)
@@ -331,25 +346,63 @@ def eval_cmd(
         registry=reg,
         model=model,
         progress=not as_json,
+        chat_template=chat_template,
+        case_cache=not no_case_cache,
     )
     if as_json:
         _emit_json(summary)
         return
     table = Table(title="results (mean score)")
-    for col in ("task", "length", "pipeline", "score", "n", "s / case"):
+    metric_names = sorted({k for r in summary["by_length"] for k in (r.get("metrics") or {})})
+    for col in ("task", "diffusion/scope", "length", "pipeline", "score", *metric_names, "n", "s / case"):
         table.add_column(col)
     for row in summary["by_length"]:
+        metrics = row.get("metrics") or {}
         table.add_row(
             row["task"],
+            f"{row.get('diffusion') or '?'}/{row.get('scope') or '?'}",
             str(row["length"]),
             row["pipeline"],
             f"{row['score']:.3f}" if row["score"] is not None else "—",
+            *(f"{metrics[m]:.3f}" if metrics.get(m) is not None else "—" for m in metric_names),
             str(row["n"]) + (f" ({row['errors']} errors)" if row.get("errors") else ""),
             f"{row['seconds']:.2f}" if row["seconds"] is not None else "—",
         )
     console.print(table)
     if out_dir:
-        console.print(f"results: [bold]{Path(out_dir) / 'results.jsonl'}[/]")
+        console.print(f"results: [bold]{Path(out_dir) / 'results.jsonl'}[/] · summary.json · summary.csv")
+        for f in summary.get("figures", []):
+            console.print(f"figure: {f}")
+
+
+def _list_tasks(reg: Any, as_json: bool) -> None:
+    """Print every evaluation task with Goldman et al.'s diffusion / scope taxonomy."""
+    from longctx.params import make_config
+
+    rows = []
+    for tech in sorted(reg.techniques("evaluation"), key=lambda t: t.name):
+        try:
+            tags = dict(getattr(tech.build(make_config(tech.config, {}, technique=tech.name), None), "tags", {}))
+        except Exception as e:  # a task that cannot be built with its defaults still gets listed
+            tags = {"error": f"{type(e).__name__}: {e}"}
+        rows.append(
+            {
+                "task": tech.name,
+                "diffusion": tags.get("diffusion"),
+                "scope": tags.get("scope"),
+                "summary": tech.summary,
+                "plugin": tech.plugin,
+            }
+        )
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title="evaluation tasks (taxonomy: Goldman et al. 2024, arXiv:2407.00402)")
+    for col in ("task", "diffusion", "scope", "summary"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["task"], r["diffusion"] or "?", r["scope"] or "?", r["summary"] or "")
+    console.print(table)
 
 
 def _pipeline_spec(text: str, model: str | None) -> Any:

@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import sys
 from collections import defaultdict
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
+SUMMARY_CSV = "summary.csv"
 #: The model ``run_eval_specs`` loads when neither the spec nor the caller names one.
 DEFAULT_MODEL = "gemma-3-270m"
 
@@ -92,6 +94,16 @@ class Case:
     max_new_tokens: int
     query: str | None = None
     meta: Mapping[str, Any] = attrs.field(factory=dict)
+    #: every acceptable gold string (RULER's ``outputs``, LongBench's ``answers``); empty: just ``answer``
+    references: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: the context several cases share (the prompt starts with it): the runner prefills it once and
+    #: reuses its KV cache for each of their questions; ``None``: nothing shared
+    context: str | None = None
+
+    @property
+    def golds(self) -> tuple[str, ...]:
+        """The gold answers: :attr:`references`, or ``(answer,)`` when none are listed."""
+        return self.references or (self.answer,)
 
     @property
     def id(self) -> str:
@@ -101,6 +113,7 @@ class Case:
     def to_json(self) -> dict[str, Any]:
         d = attrs.asdict(self, recurse=False)
         d["meta"] = dict(self.meta)
+        d["references"] = list(self.references)
         d["id"] = self.id
         return d
 
@@ -123,6 +136,80 @@ def count_prompt_tokens(tokenizer: Any, text: str) -> int:
         ids = enc["input_ids"] if isinstance(enc, Mapping) or hasattr(enc, "keys") else enc
         return len(ids)
     return len(tokenizer.encode(text))
+
+
+class ChatTokenizer:
+    """A tokenizer that makes tasks render their prompts with the model's chat template.
+
+    Tasks build prompts with :func:`render_prompt`; given this wrapper, the task's text becomes the
+    user message, the template's generation prompt follows, then the answer prefix (RULER's recipe).
+    Token counts then include the template (its special tokens are in the rendered text, so nothing
+    more is added when counting or generating). Everything else is delegated to the wrapped tokenizer.
+    """
+
+    lc_chat_template = True
+
+    def __init__(self, tokenizer: Any) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+            raise InputError(
+                f"the tokenizer of {name!r} has no chat template; drop --chat-template to evaluate in "
+                "completion mode (the default)"
+            )
+        self.tokenizer = tokenizer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, text: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["add_special_tokens"] = False
+        return self.tokenizer(text, *args, **kwargs)
+
+    def encode(self, text: str, **kwargs: Any) -> Any:
+        kwargs["add_special_tokens"] = False
+        return self.tokenizer.encode(text, **kwargs)
+
+    def render(self, body: str, answer_prefix: str = "") -> str:
+        """``body`` as the user turn, the assistant's generation prompt, then ``answer_prefix``."""
+        head = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
+        )
+        return head + answer_prefix.lstrip("\n")
+
+
+def render_prompt(tokenizer: Any, body: str, answer_prefix: str = "") -> str:
+    """The complete prompt of a case: ``body + answer_prefix`` in completion mode (the default), or the
+    chat-template rendering when ``tokenizer`` is a :class:`ChatTokenizer` (``lc eval --chat-template``).
+
+    Tasks should build every prompt through this function so both modes count the same way.
+    """
+    if getattr(tokenizer, "lc_chat_template", False):
+        return tokenizer.render(body, answer_prefix)
+    return body + answer_prefix
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A short hash identifying how ``tokenizer`` counts tokens (class, name, size, chat mode and template,
+    and the ids of a probe text) — the key of the generated-case cache."""
+    probe = "Fingerprint: the quick brown fox, 12345 uuid-9f3e; 长文本 ünïcode.\n"
+    try:
+        ids = count_prompt_tokens(tokenizer, probe), list(tokenizer(probe)["input_ids"])
+    except Exception:  # a minimal tokenizer
+        ids = count_prompt_tokens(tokenizer, probe), None
+    inner = getattr(tokenizer, "tokenizer", tokenizer) if getattr(tokenizer, "lc_chat_template", False) else tokenizer
+    try:
+        size = len(inner)
+    except TypeError:
+        size = None
+    parts = (
+        type(inner).__qualname__,
+        getattr(inner, "name_or_path", ""),
+        size,
+        bool(getattr(tokenizer, "lc_chat_template", False)),
+        getattr(inner, "chat_template", None) if getattr(tokenizer, "lc_chat_template", False) else None,
+        ids,
+    )
+    return _sha256(*(repr(p) for p in parts))[:16]
 
 
 class Fit(NamedTuple):
@@ -362,15 +449,83 @@ class _Progress:
             self._bar.stop()
 
 
+def _task_key(tname: str, task: EvalTask) -> str:
+    """What identifies a task's generator: its name with parameters, and its source code's hash (a changed
+    generator never reuses stale cached cases)."""
+    import inspect
+
+    try:
+        src = inspect.getsource(inspect.getmodule(type(task)))  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        src = type(task).__qualname__
+    return _sha256(tname, src)[:16]
+
+
+def case_cache_dir() -> Path:
+    """Where generated cases are cached: ``<longctx cache dir>/cases`` (see :func:`longctx.models.cache_dir`)."""
+    from longctx.models import cache_dir
+
+    return Path(cache_dir()) / "cases"
+
+
+def cached_cases(
+    task: EvalTask,
+    tname: str,
+    tokenizer: Any,
+    *,
+    length: int,
+    depth: float,
+    seed: int,
+    cache: Path | None,
+) -> list[Case]:
+    """``task.cases(…)`` for one cell, read from / written to the case cache when ``cache`` is a folder.
+
+    The cache key is (tokenizer fingerprint, task name + parameters + generator source, length, depth,
+    seed); files are JSON, written atomically. A damaged file is regenerated.
+    """
+
+    def build() -> list[Case]:
+        return list(task.cases(tokenizer, length=length, depth=depth, seed=seed))
+
+    if cache is None:
+        return build()
+    folder = cache / tokenizer_fingerprint(tokenizer) / _task_key(tname, task)
+    path = folder / f"L{length}-d{depth:g}-s{seed}.json"
+    if path.exists():
+        try:
+            return [Case.from_json(d) for d in json.loads(path.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    cases = build()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps([c.to_json() for c in cases], ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs regeneration
+    return cases
+
+
 def _cells(
-    task: EvalTask, tokenizer: Any, lengths: Sequence[int], depths: Sequence[float], samples: int, seed: int
+    tname: str,
+    task: EvalTask,
+    tokenizer: Any,
+    lengths: Sequence[int],
+    depths: Sequence[float],
+    samples: int,
+    seed: int,
+    cache: Path | None,
 ) -> Iterator[tuple[int, int, Case]]:
     """``(sample, index, case)`` for every (length, depth, sample); sample ``s`` uses seed ``seed + s``,
-    so one seed gives the same keys at every length and depth (paired comparisons, as LongLoRA)."""
+    so one seed gives the same keys at every length and depth (paired comparisons, as LongLoRA). A task
+    whose ``depth_sensitive`` is false is built once per length (at depth 0.5)."""
+    cell_depths = depths if getattr(task, "depth_sensitive", True) else (0.5,)
     for length in lengths:
-        for depth in depths:
+        for depth in cell_depths:
             for s in range(samples):
-                for j, case in enumerate(task.cases(tokenizer, length=length, depth=depth, seed=seed + s)):
+                cases = cached_cases(task, tname, tokenizer, length=length, depth=depth, seed=seed + s, cache=cache)
+                for j, case in enumerate(cases):
                     yield s, j, case
 
 
@@ -386,13 +541,23 @@ def run_eval(
     progress: bool = False,
     registry: Registry | None = None,
     tokenizer: Any = None,
+    chat_template: bool = False,
+    case_cache: str | Path | None = None,
+    reuse_prefix: bool = True,
 ) -> list[dict[str, Any]]:
     """Evaluate every task on every pipeline.
 
     Cases are generated once per (task, length, depth, sample) with the *first* pipeline's tokenizer (or
-    ``tokenizer``), so all pipelines see identical prompts; sample ``s`` uses seed ``seed + s``. Each
-    pipeline runs ``generate(case.prompt, query=case.query, max_new_tokens=case.max_new_tokens)``; an
-    :class:`InputError` (a prompt longer than the window, …) becomes a result with ``error`` set and
+    ``tokenizer``), so all pipelines see identical prompts; sample ``s`` uses seed ``seed + s``. With
+    ``chat_template`` the prompts are rendered with the tokenizer's chat template (:class:`ChatTokenizer`).
+    With ``case_cache`` (a folder) generated cases are cached there (:func:`cached_cases`).
+
+    A task runs a case either through its own ``evaluate(pipeline, case)`` (perplexity, embedding
+    retrieval: anything that is not "generate, then score") or, by default, through
+    ``pipeline.generate(case.prompt, query=case.query, max_new_tokens=case.max_new_tokens)`` and
+    ``task.score``; a task's optional ``metrics(prediction, case)`` adds named sub-scores. Consecutive
+    cases sharing a ``context`` reuse one prefill of it (``reuse_prefix``; :meth:`Pipeline.prefill`).
+    An :class:`InputError` (a prompt longer than the window, …) becomes a result with ``error`` set and
     score 0. Each task × pipeline run goes through the ``lc_run_evaluate`` hook so plugins can wrap it.
 
     With ``out_dir``, every result is appended to ``out_dir/results.jsonl`` and flushed as soon as it
@@ -411,7 +576,10 @@ def run_eval(
         tokenizer = getattr(next(iter(pipelines.values())), "tokenizer", None)
     if tokenizer is None:
         raise InputError("the first pipeline has no tokenizer to build the cases with")
+    if chat_template and not getattr(tokenizer, "lc_chat_template", False):
+        tokenizer = ChatTokenizer(tokenizer)
     registry = registry or _registry_of(pipelines)
+    cache = Path(case_cache) if case_cache is not None else None
 
     done: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     fh = None
@@ -426,7 +594,13 @@ def run_eval(
             fh.flush()
 
     # every case first (cheap, and a task that cannot build its cases fails before any generation)
-    all_cases = {t: list(_cells(tk, tokenizer, lengths, depths, samples, seed)) for t, tk in tasks.items()}
+    all_cases = {t: list(_cells(t, tk, tokenizer, lengths, depths, samples, seed, cache)) for t, tk in tasks.items()}
+    opts = _RunOptions(
+        done=done,
+        fh=fh,
+        add_special_tokens=not getattr(tokenizer, "lc_chat_template", False),
+        reuse_prefix=reuse_prefix,
+    )
     results: list[dict[str, Any]] = []
     bar = _Progress(progress, sum(len(c) for c in all_cases.values()) * len(pipelines))
     try:
@@ -435,9 +609,7 @@ def run_eval(
             for pname, pipeline in pipelines.items():
                 spec = _spec_string(pipeline, pname)
                 bar.describe(f"{tname} · {pname}")
-                run = functools.partial(
-                    _run_cases, tname, task, pname, pipeline, spec, cases, done=done, fh=fh, bar=bar
-                )
+                run = functools.partial(_run_cases, tname, task, pname, pipeline, spec, cases, opts=opts, bar=bar)
                 rows = registry.pm.hook.lc_run_evaluate(task=tname, pipeline=spec, run=run)
                 results.extend(rows if rows is not None else [])
     finally:
@@ -453,6 +625,14 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
+@attrs.define
+class _RunOptions:
+    done: dict[tuple[str, str, str, str], dict[str, Any]]
+    fh: Any
+    add_special_tokens: bool
+    reuse_prefix: bool
+
+
 def _run_cases(
     tname: str,
     task: EvalTask,
@@ -461,28 +641,53 @@ def _run_cases(
     spec: str,
     cases: Sequence[tuple[int, int, Case]],
     *,
-    done: dict[tuple[str, str, str, str], dict[str, Any]],
-    fh: Any,
+    opts: _RunOptions,
     bar: _Progress,
 ) -> list[dict[str, Any]]:
-    """Run ``cases`` on one pipeline, skipping recorded ones; each new result is written and flushed."""
+    """Run ``cases`` on one pipeline, skipping recorded ones; each new result is written and flushed.
+
+    Consecutive cases with the same ``context`` share one :meth:`Pipeline.prefill` (made only when one of
+    them still has to run)."""
     rows = []
+    prefix: Any = None
+    prefix_context: str | None = None
+    own = getattr(task, "evaluate", None)
     for sample, index, case in cases:
         key = (tname, case.id, pname, spec)
-        row = done.get(key)
+        row = opts.done.get(key)
         if row is None:
-            row = _run_case(tname, task, pname, pipeline, spec, case, sample, index)
-            if fh is not None:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                fh.flush()
-            done[key] = row
+            if (
+                own is None
+                and opts.reuse_prefix
+                and case.context
+                and case.context != prefix_context
+                and hasattr(pipeline, "prefill")
+            ):
+                prefix_context = case.context
+                prefix = pipeline.prefill(case.context, add_special_tokens=opts.add_special_tokens)
+            use = prefix if prefix_context is not None and case.context == prefix_context else None
+            row = _run_case(tname, task, pname, pipeline, spec, case, sample, index, prefix=use, opts=opts)
+            if opts.fh is not None:
+                opts.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                opts.fh.flush()
+            opts.done[key] = row
         rows.append(row)
         bar.advance()
     return rows
 
 
 def _run_case(
-    tname: str, task: EvalTask, pname: str, pipeline: Any, spec: str, case: Case, sample: int, index: int
+    tname: str,
+    task: EvalTask,
+    pname: str,
+    pipeline: Any,
+    spec: str,
+    case: Case,
+    sample: int,
+    index: int,
+    *,
+    prefix: Any = None,
+    opts: _RunOptions | None = None,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "case_id": case.id,
@@ -499,22 +704,49 @@ def _run_case(
         "max_new_tokens": case.max_new_tokens,
         "answer": case.answer,
     }
+    own = getattr(task, "evaluate", None)
     try:
-        gen = pipeline.generate(case.prompt, query=case.query, max_new_tokens=case.max_new_tokens)
+        if own is not None:
+            out = dict(own(pipeline, case))
+            row.update(
+                prediction=str(out.pop("prediction", "")),
+                score=float(out.pop("score")),
+                seconds=out.pop("seconds", None),
+                prompt_tokens=out.pop("prompt_tokens", None),
+                new_tokens=out.pop("new_tokens", None),
+                kv_bytes=out.pop("kv_bytes", None),
+                metrics={k: float(v) for k, v in out.pop("metrics", {}).items()},
+                error=None,
+            )
+            if out:
+                row["extra"] = out
+            return row
+        kwargs: dict[str, Any] = {"query": case.query, "max_new_tokens": case.max_new_tokens}
+        if opts is not None and not opts.add_special_tokens:
+            kwargs["add_special_tokens"] = False
+        if prefix is not None:
+            kwargs["prefix"] = prefix
+        gen = pipeline.generate(case.prompt, **kwargs)
     except InputError as e:
         row.update(
             prediction="", score=0.0, seconds=None, prompt_tokens=None, new_tokens=None, kv_bytes=None, error=str(e)
         )
         return row
+    metrics = getattr(task, "metrics", None)
     row.update(
         prediction=gen.text,
         score=float(task.score(gen.text, case)),
         seconds=gen.seconds,
+        prefill_seconds=getattr(gen, "prefill_seconds", None),
         prompt_tokens=gen.prompt_tokens,
         new_tokens=getattr(gen, "new_tokens", None),
+        reused_tokens=getattr(gen, "reused_tokens", 0),
+        prefix_seconds=(prefix.seconds if prefix is not None and getattr(gen, "reused_tokens", 0) else None),
         kv_bytes=gen.kv_bytes,
         error=None,
     )
+    if metrics is not None:
+        row["metrics"] = {k: float(v) for k, v in metrics(gen.text, case).items()}
     return row
 
 
@@ -525,11 +757,13 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def summarize(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ``score``, count ``n``, ``errors`` and mean ``seconds`` (of the cases that ran) per
-    task × length × depth × pipeline, and per task × length × pipeline (``depth`` is ``None`` in those
-    rows). Sorted by task, pipeline, length,
-    then depth (the per-length row after its depths)."""
+def summarize(
+    results: Iterable[Mapping[str, Any]], tags: Mapping[str, Mapping[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """Mean ``score``, count ``n``, ``errors``, mean ``seconds`` (of the cases that ran) and the mean of
+    each named sub-metric per task × length × depth × pipeline, and per task × length × pipeline
+    (``depth`` is ``None`` in those rows). ``tags`` (task → Goldman et al.'s diffusion/scope) are copied
+    onto the rows. Sorted by task, pipeline, length, then depth (the per-length row after its depths)."""
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
     for r in results:
         base = (r["task"], r["pipeline"], r["target_tokens"])
@@ -537,30 +771,57 @@ def summarize(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         groups[(*base, None)].append(r)
     out = []
     for (task, pipeline, length, depth), rows in groups.items():
-        out.append(
-            {
-                "task": task,
-                "pipeline": pipeline,
-                "spec": rows[0].get("spec", pipeline),
-                "length": length,
-                "depth": depth,
-                "n": len(rows),
-                "score": _mean([float(r["score"]) for r in rows]),
-                "seconds": _mean([float(r["seconds"]) for r in rows if r.get("seconds") is not None]),
-                "errors": sum(1 for r in rows if r.get("error")),
+        row: dict[str, Any] = {
+            "task": task,
+            "pipeline": pipeline,
+            "spec": rows[0].get("spec", pipeline),
+            "length": length,
+            "depth": depth,
+            "n": len(rows),
+            "score": _mean([float(r["score"]) for r in rows]),
+            "seconds": _mean([float(r["seconds"]) for r in rows if r.get("seconds") is not None]),
+            "errors": sum(1 for r in rows if r.get("error")),
+        }
+        names = sorted({k for r in rows for k in (r.get("metrics") or {})})
+        if names:
+            row["metrics"] = {
+                k: _mean([float(r["metrics"][k]) for r in rows if k in (r.get("metrics") or {})]) for k in names
             }
-        )
+        t = (tags or {}).get(task)
+        if t:
+            row["diffusion"], row["scope"] = t.get("diffusion"), t.get("scope")
+        out.append(row)
     out.sort(key=lambda d: (d["task"], d["pipeline"], d["length"], d["depth"] is None, d["depth"] or 0.0))
     return out
 
 
 def write_summary(out_dir: str | Path, summary: list[dict[str, Any]] | Mapping[str, Any]) -> Path:
-    """Write ``summary`` to ``out_dir/summary.json``; returns the path."""
+    """Write ``summary`` to ``out_dir/summary.json`` and, for a summary with ``by_length`` / ``by_depth``
+    rows, the rows to ``out_dir/summary.csv`` (one line per task × length × depth × pipeline; the
+    per-length rows have an empty depth). Returns the JSON path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if isinstance(summary, Mapping) and ("by_length" in summary or "by_depth" in summary):
+        rows = [*summary.get("by_depth", []), *summary.get("by_length", [])]
+        rows.sort(key=lambda d: (d["task"], d["pipeline"], d["length"], d["depth"] is None, d["depth"] or 0.0))
+        _write_csv(out / SUMMARY_CSV, rows)
     return path
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    import csv
+
+    metric_names = sorted({k for r in rows for k in (r.get("metrics") or {})})
+    cols = ["task", "diffusion", "scope", "pipeline", "spec", "length", "depth", "n", "score", "errors", "seconds"]
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols + metric_names)
+        for r in rows:
+            vals = ["" if r.get(c) is None else r.get(c) for c in cols]
+            vals += ["" if (r.get("metrics") or {}).get(m) is None else r["metrics"][m] for m in metric_names]
+            w.writerow(vals)
 
 
 # -- from specs (the ``lc eval`` entry point) -------------------------------------------------------
@@ -578,15 +839,22 @@ def run_eval_specs(
     registry: Registry | None = None,
     model: str | None = None,
     progress: bool = False,
+    chat_template: bool = False,
+    case_cache: str | Path | bool | None = True,
+    figures: bool = True,
 ) -> dict[str, Any]:
     """Compose each named :class:`~longctx.spec.PipelineSpec` in turn, evaluate it, undo it.
 
     Pipelines are composed one at a time (two pipelines on one model object would see each other's
     changes); each model is loaded once. Cases are built with the first pipeline's tokenizer, so every
-    pipeline sees identical prompts. ``tasks`` are ``"name[:key=value,…]"`` strings.
+    pipeline sees identical prompts. ``tasks`` are ``"name[:key=value,…]"`` strings. ``case_cache``:
+    ``True`` caches generated cases under :func:`case_cache_dir`, a path caches them there, ``False`` /
+    ``None`` not at all. With ``out_dir`` and ``figures``, the PNG figures of :mod:`longctx.figures` are
+    drawn there too.
 
-    :returns: ``{"by_depth": [...], "by_length": [...], "n_results": int, "results_file": str | None}``
-        (rows as :func:`summarize`); also written to ``out_dir/summary.json``.
+    :returns: ``{"by_depth": [...], "by_length": [...], "n_results": int, "results_file": str | None,
+        "tasks": {task: tags}, "figures": [paths]}`` (rows as :func:`summarize`); also written to
+        ``out_dir/summary.json`` and ``summary.csv``.
     """
     from longctx.models import load_model
     from longctx.registry import get_registry
@@ -594,6 +862,7 @@ def run_eval_specs(
 
     registry = registry or get_registry()
     task_map = load_tasks(tasks, registry)
+    cache = case_cache_dir() if case_cache is True else (case_cache or None)
     loaded: dict[str, Any] = {}
     case_tokenizer: Any = None
     results: list[dict[str, Any]] = []
@@ -603,7 +872,7 @@ def run_eval_specs(
             loaded[model_name] = load_model(model_name)
         lm = loaded[model_name]
         if case_tokenizer is None:
-            case_tokenizer = lm.tokenizer
+            case_tokenizer = ChatTokenizer(lm.tokenizer) if chat_template else lm.tokenizer
         with compose(lm, spec, registry=registry) as pipeline:
             results += run_eval(
                 {name: pipeline},
@@ -616,24 +885,36 @@ def run_eval_specs(
                 progress=progress,
                 registry=registry,
                 tokenizer=case_tokenizer,
+                case_cache=cache,
             )
-    rows = summarize(results)
-    summary = {
+    tags = {t: dict(getattr(task, "tags", {}) or {}) for t, task in task_map.items()}
+    rows = summarize(results, tags)
+    summary: dict[str, Any] = {
         "by_depth": [r for r in rows if r["depth"] is not None],
         "by_length": [r for r in rows if r["depth"] is None],
         "n_results": len(results),
         "results_file": str(Path(out_dir) / RESULTS_FILE) if out_dir is not None else None,
+        "tasks": tags,
+        "figures": [],
     }
     if out_dir is not None:
+        if figures:
+            from longctx.figures import draw_figures
+
+            summary["figures"] = [str(p) for p in draw_figures(results, out_dir)]
         write_summary(out_dir, summary)
     return summary
 
 
 __all__ = [
     "RESULTS_FILE",
+    "SUMMARY_CSV",
     "SUMMARY_FILE",
     "Case",
+    "ChatTokenizer",
     "Fit",
+    "cached_cases",
+    "case_cache_dir",
     "count_prompt_tokens",
     "derive_seed",
     "first_integer",
@@ -641,9 +922,11 @@ __all__ = [
     "load_tasks",
     "prompt_hash",
     "read_results",
+    "render_prompt",
     "run_eval",
     "run_eval_specs",
     "split_at_depth",
     "summarize",
+    "tokenizer_fingerprint",
     "write_summary",
 ]

@@ -10,6 +10,7 @@ through transformers' public extension points. Every change is recorded on the
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -133,6 +134,8 @@ class Generation:
     #: bytes of the tensors the KV cache holds at the end
     kv_bytes: int
     reduction: Reduction | None = None
+    #: prompt tokens taken from a :class:`Prefix`'s cache instead of being prefilled again (0: none)
+    reused_tokens: int = 0
 
     def to_json(self) -> dict[str, Any]:
         d = attrs.asdict(self, recurse=False)
@@ -150,6 +153,28 @@ class _FirstLogitsClock(LogitsProcessor):
         if self.first is None:
             self.first = time.perf_counter()
         return scores
+
+
+@attrs.frozen(eq=False)
+class Prefix:
+    """A prefilled context that several prompts start with (:meth:`Pipeline.prefill`).
+
+    Passing it to :meth:`Pipeline.generate` reuses its KV cache (a copy of it) for the tokens the prompt
+    shares with it, so multi-question tasks over one long context pay for the context's prefill once.
+    """
+
+    text: str
+    #: the context's token ids, ``(1, n)``
+    ids: torch.Tensor
+    #: the cache after the context's prefill (never mutated: each use works on a copy)
+    cache: Any
+    #: wall time of the prefill
+    seconds: float
+    add_special_tokens: bool = True
+
+    @property
+    def tokens(self) -> int:
+        return int(self.ids.shape[1])
 
 
 def _split_query(prompt: str) -> tuple[str, str | None]:
@@ -239,9 +264,39 @@ class Pipeline:
         full = text if query is None else (text.rstrip("\n") + "\n" + query)
         return full, red
 
-    def encode(self, text: str) -> torch.Tensor:
-        ids = self.tokenizer(text, return_tensors="pt")["input_ids"]
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> torch.Tensor:
+        """``text`` as a ``(1, n)`` tensor of token ids on the model's device (BOS added unless
+        ``add_special_tokens`` is false, e.g. for text already rendered with a chat template)."""
+        ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=add_special_tokens)["input_ids"]
         return ids.to(self.model.device)
+
+    def prefill(self, context: str, *, add_special_tokens: bool = True) -> Prefix | None:
+        """Run ``context`` through the composed model once and keep its KV cache for reuse.
+
+        Prompts that start with ``context`` can then pass the result to :meth:`generate` (``prefix=``) and
+        only their remaining tokens are prefilled. Returns ``None`` where reuse would change the result:
+        the pipeline has reducers (they rewrite the context per question), or its KV store evicted
+        tokens during the prefill (the cache no longer holds the whole context).
+        """
+        self._check_live()
+        if self.reducers or not context:
+            return None
+        ids = self.encode(context, add_special_tokens=add_special_tokens)
+        cache = self.new_cache()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            self.model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_kwarg(self.model): cache},
+            )
+        seconds = time.perf_counter() - t0
+        get_len = getattr(cache, "get_seq_length", None)
+        if get_len is None or int(get_len()) != ids.shape[1]:
+            return None
+        return Prefix(context, ids, cache, seconds, add_special_tokens)
 
     def _check_length(self, n_prompt: int, max_new_tokens: int) -> None:
         limit = self.max_context
@@ -262,9 +317,17 @@ class Pipeline:
         *,
         query: str | None = None,
         max_new_tokens: int = 32,
+        prefix: Prefix | None = None,
+        add_special_tokens: bool = True,
         **generate_kwargs: Any,
     ) -> Generation:
-        """Reduce, tokenize, check the window and greedily generate with a fresh cache from the KV store."""
+        """Reduce, tokenize, check the window and greedily generate with a fresh cache from the KV store.
+
+        With ``prefix`` (from :meth:`prefill`) and a prompt whose tokens start with the prefix's tokens,
+        generation continues from a copy of the prefix's cache: the result is the same, only the
+        shared tokens are not prefilled again (``Generation.reused_tokens``). A prefix that does not
+        match is ignored. ``add_special_tokens=False`` tokenizes without BOS (chat-rendered prompts).
+        """
         self._check_live()
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty")
@@ -273,9 +336,20 @@ class Pipeline:
 
         def run() -> Generation:
             text, red = self.reduce(prompt, query)
-            ids = self.encode(text)
+            ids = self.encode(text, add_special_tokens=add_special_tokens)
             self._check_length(ids.shape[1], max_new_tokens)
-            cache = self.new_cache()
+            reused = 0
+            if (
+                prefix is not None
+                and red is None
+                and prefix.add_special_tokens == add_special_tokens
+                and ids.shape[1] > prefix.tokens
+                and torch.equal(ids[0, : prefix.tokens], prefix.ids[0].to(ids.device))
+            ):
+                cache = copy.deepcopy(prefix.cache)
+                reused = prefix.tokens
+            else:
+                cache = self.new_cache()
             kwargs = {
                 "max_new_tokens": max_new_tokens,
                 "do_sample": False,
@@ -305,6 +379,7 @@ class Pipeline:
                 prefill_seconds=prefill,
                 kv_bytes=cache_nbytes(cache),
                 reduction=red,
+                reused_tokens=reused,
             )
 
         return self._ctx.registry.pm.hook.lc_run_generate(pipeline=self, prompt=prompt, run=run)

@@ -220,6 +220,12 @@ class EvaluationContract(Contract):
     #: Allowed shortfall below the target length (fraction); ``None``: the config's ``tolerance`` when
     #: it has one, else 0.05.
     length_tolerance: ClassVar[float | None] = None
+    #: False for tasks whose answer is computed from the context rather than copied from it
+    #: (arithmetic, counting, SQL aggregates, …): ``evaluation.gold_in_context`` is then skipped.
+    gold_in_context: ClassVar[bool] = True
+    #: False for tasks that score through their own ``evaluate(pipeline, case)`` (perplexity, embedding
+    #: retrieval) instead of scoring a generated text: ``evaluation.scorer_gold_and_wrong`` is skipped.
+    generative: ClassVar[bool] = True
 
     @classmethod
     def wrong_answers(cls, case: Any) -> list[str]:

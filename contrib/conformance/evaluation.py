@@ -91,11 +91,15 @@ def length_within_tolerance(s: Subject) -> None:
 
 @check("evaluation.gold_in_context")
 def gold_in_context(s: Subject) -> None:
-    """The gold answer is non-empty and appears in the prompt (the evidence is in the context)."""
+    """The gold answer is non-empty and appears in the prompt (the evidence is in the context); each of
+    several references must appear. Skipped for contracts with ``gold_in_context = False``."""
+    if not s.contract.gold_in_context:
+        s.skip("the contract says the answer is computed from the context, not copied from it")
     task = _task(s)
     for length, depth, seed in _grid(s):
         for case in _cases(s, task, length, depth, seed):
-            if not str(case.answer).strip() or str(case.answer) not in case.prompt:
+            golds = [str(g) for g in getattr(case, "golds", (case.answer,))]
+            if not str(case.answer).strip() or any(g not in case.prompt for g in golds):
                 s.fail(
                     f"the gold answer {case.answer!r} in the prompt (length={length}, depth={depth}, seed={seed})",
                     "it is not there",
@@ -105,7 +109,10 @@ def gold_in_context(s: Subject) -> None:
 @check("evaluation.scorer_gold_and_wrong")
 def scorer_gold_and_wrong(s: Subject) -> None:
     """``score`` gives 1.0 to the gold answer and 0.0 to wrong ones (the contract's ``wrong_answers``:
-    by default an empty answer, another number for a numeric answer, and an unrelated phrase)."""
+    by default an empty answer, another number for a numeric answer, and an unrelated phrase). Skipped for
+    contracts with ``generative = False``."""
+    if not s.contract.generative:
+        s.skip("the task scores through its own evaluate(pipeline, case), not a generated answer")
     task = _task(s)
     for length, depth, seed in _grid(s):
         for case in _cases(s, task, length, depth, seed):
