@@ -44,7 +44,15 @@ from typing import Any
 import attrs
 
 from longctx.errors import InputError
-from longctx.evaluate import Case, count_prompt_tokens, derive_seed, first_integer, fit_length, split_at_depth
+from longctx.evaluate import (
+    Case,
+    count_prompt_tokens,
+    derive_seed,
+    first_integer,
+    fit_length,
+    render_prompt,
+    split_at_depth,
+)
 from longctx.hooks import hookimpl
 from longctx.params import at_least, in_range
 
@@ -119,17 +127,19 @@ class Passkey:
             return rng.randint(10 ** (d - 1), 10**d - 1)
         return rng.randint(1, self.config.max_key)
 
-    def prompt(self, n_words: int, depth: float, key: int) -> tuple[str, dict[str, Any]]:
-        """The prompt with ``n_words`` filler words and the information line at ``depth``."""
+    def prompt(self, n_words: int, depth: float, key: int, tokenizer: Any = None) -> tuple[str, dict[str, Any]]:
+        """The prompt with ``n_words`` filler words and the information line at ``depth`` (rendered with the
+        chat template when ``tokenizer`` is a :class:`~longctx.evaluate.ChatTokenizer`)."""
         info = INFORMATION_LINE.format(key=key)
         prefix, suffix, actual = split_at_depth(garbage_sentences(n_words), depth)
         head = "\n".join(x for x in (TASK_DESCRIPTION, prefix) if x) + "\n"
-        text = head + info + "\n" + "\n".join(x for x in (suffix, FINAL_QUESTION) if x)
+        body = head + info + ("\n" + suffix if suffix else "")
+        text = render_prompt(tokenizer, body, "\n" + FINAL_QUESTION)
         meta = {
             "key": key,
             "information_line": info,
-            "needle_start": len(head),
-            "needle_end": len(head) + len(info),
+            "needle_start": text.index(info),
+            "needle_end": text.index(info) + len(info),
             "noise_words": n_words,
             "noise_depth": actual,
         }
@@ -143,19 +153,19 @@ class Passkey:
         budget = self.config.max_new_tokens
         try:
             n, text, tokens = fit_length(
-                lambda n: self.prompt(n, depth, key)[0],
+                lambda n: self.prompt(n, depth, key, tokenizer)[0],
                 tokenizer,
                 length,
                 reserve=budget,
                 tolerance=self.config.tolerance,
             )
         except InputError:
-            bare = count_prompt_tokens(tokenizer, self.prompt(0, depth, key)[0]) + budget
+            bare = count_prompt_tokens(tokenizer, self.prompt(0, depth, key, tokenizer)[0]) + budget
             raise InputError(
                 f"passkey: a length of {length} tokens is too short; the prompt without filler plus "
                 f"{budget} generated tokens already needs {bare}"
             ) from None
-        _, meta = self.prompt(n, depth, key)
+        _, meta = self.prompt(n, depth, key, tokenizer)
         yield Case(
             task=self.name,
             prompt=text,
