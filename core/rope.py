@@ -6,18 +6,28 @@ Plugins express a method as an *init function* in transformers' public ``ROPE_IN
 config with new ``rope_parameters`` for the chosen layer types (Gemma 3 nests them per layer type),
 builds a fresh rotary module of the model's own class from it, and swaps the instance in. Every change
 goes through the compose context, so undo restores the original module and config.
+
+Every RoPE plugin also carries ``fp32_rotation`` (:func:`fp32_rotation_field`), implemented once here by
+:func:`install_fp32_rotation`: in a bf16/fp16 model the rotation ``q·cos + rotate_half(q)·sin`` is then
+computed in float32 and only its result is cast back to the activation dtype — the precision fix for
+RoPE's broken relative property under BFloat16 (Wang et al. 2024, "When Precision Meets Position:
+BFloat16 Breaks Down RoPE in Long-Context Training", arXiv:2411.13476; measured by
+:mod:`longctx.rope_precision`).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import torch
 from transformers import modeling_rope_utils
 
+from longctx.attn import original_attention
 from longctx.capabilities import rotary_modules, text_config
 from longctx.errors import IncompatibleModelError
 
@@ -180,6 +190,127 @@ def layer_inv_freq(module: Any, layer_type: str | None) -> torch.Tensor:
     return module.inv_freq
 
 
+# -- fp32 rotation (Wang et al. 2024) ----------------------------------------------------------------
+
+#: Activation dtypes in which transformers rotates q and k with rounded cos/sin and rounded products.
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+FP32_ROTATION_HELP = (
+    "bf16/fp16 models: compute the RoPE rotation q·cos + rotate_half(q)·sin in float32 and cast only the "
+    "result back (Wang et al. 2024, arXiv:2411.13476: bf16 breaks RoPE's relative positions); "
+    "no-op in float32 models"
+)
+
+
+def fp32_rotation_field() -> Any:
+    """The ``fp32_rotation`` option of a RoPE plugin's config (off by default); declare it as
+    ``fp32_rotation: bool = fp32_rotation_field()``. Subclasses of :class:`ScaledRope` then need nothing
+    else: the base installs :func:`install_fp32_rotation` when it is true."""
+    return attrs.field(default=False, metadata={"help": FP32_ROTATION_HELP})
+
+
+def _fp32_cos_sin(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Forward pre-hook of a rotary module: give it a float32 stand-in for its activation ``x``.
+
+    transformers' rotary ``forward(x, position_ids, …)`` computes cos and sin in float32 and returns them
+    cast to ``x.dtype``; ``x`` serves only for its dtype and device. A zero-stride float32 view of ``x``'s
+    shape (no memory) makes it return float32 cos and sin, and the attention modules' own
+    ``q·cos + rotate_half(q)·sin`` then runs in float32 by type promotion (bf16 → fp32 is exact)."""
+    x = args[0] if args else kwargs.get("x")
+    if not isinstance(x, torch.Tensor) or x.dtype not in LOW_PRECISION:
+        return None
+    proxy = x.new_zeros((), dtype=torch.float32).expand(x.shape)
+    if args:
+        return (proxy, *args[1:]), kwargs
+    return args, {**kwargs, "x": proxy}
+
+
+def cast_back_attention(implementation: str) -> Callable[..., Any]:
+    """An attention function that casts float32-rotated ``query``/``key`` back to the dtype of ``value``
+    (the activation dtype) and calls the model's attention ``implementation`` with them, so q, k and v
+    reaching sdpa/eager agree. Inputs that already agree pass through untouched."""
+
+    def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, *args: Any, **kwargs: Any):
+        if query.dtype != value.dtype:
+            query = query.to(value.dtype)
+        if key.dtype != value.dtype:
+            key = key.to(value.dtype)
+        fn = original_attention(module, implementation)
+        return fn(module, query, key, value, attention_mask, *args, **kwargs)
+
+    return attention
+
+
+def install_fp32_rotation(ctx: ComposeContext) -> dict[str, Any]:
+    """Make ``ctx.model`` rotate q and k in float32 when it runs in bf16/fp16 (Wang et al. 2024).
+
+    Three recorded changes, all undone with the pipeline, none touching a model class:
+
+    1. a rotary module whose frequency buffers were cast to a low-precision dtype with the model
+       (``model.to(torch.bfloat16)`` rounds ``inv_freq``) is rebuilt from its config, in float32;
+    2. a forward pre-hook on every rotary module makes it return float32 cos/sin (:func:`_fp32_cos_sin`),
+       so the attention modules compute ``q·cos + rotate_half(q)·sin`` in float32;
+    3. the attention implementation is wrapped to cast q and k back to the activation dtype before the
+       model's own kernel (:func:`cast_back_attention`). Flash-attention implementations need no wrapper:
+       transformers casts float32 inputs back to the weights' dtype there itself.
+
+    Keys are cached after RoPE, so a cache holds them in float32 (twice the key memory of a bf16 cache) and
+    they are cast back at every attention call; attention techniques that replace the kernel (self-extend,
+    streaming-llm) get float32 q and k and compute their logits from them. In a float32 model every step
+    is a no-op: the logits are bit-identical. Idempotent within one composition.
+    """
+    done = ctx.__dict__.get("_lc_fp32_rotation")
+    if done is not None:
+        return done
+    model = ctx.model
+    rotaries = rotary_modules(model)
+    if not rotaries:
+        raise IncompatibleModelError(
+            f"fp32_rotation: {ctx.info.architecture} has no rotary position embedding to rotate in float32"
+        )
+    restored = []
+    for name, module in rotaries:
+        if any(b.is_floating_point() and b.dtype in LOW_PRECISION for b in module.buffers()):
+            device = next((b.device for b in module.buffers()), None)
+            fresh = new_rotary(module, device=device)
+            parent_name, _, attr = name.rpartition(".")
+            ctx.set_attr(model.get_submodule(parent_name) if parent_name else model, attr, fresh)
+            module = fresh
+            restored.append(name)
+        handle = module.register_forward_pre_hook(_fp32_cos_sin, with_kwargs=True)
+        ctx.on_undo(handle.remove)
+    previous = text_config(model.config)._attn_implementation or "eager"
+    if "flash" in previous:  # transformers' flash path casts float32 q/k/v to the weights' dtype itself
+        implementation = previous
+    else:
+        implementation = ctx.install_attention(cast_back_attention(previous), label="fp32-rotation")
+    desc = {
+        "rotary_modules": [name for name, _ in rotaries],
+        "float32_frequencies_restored": restored,
+        "attention_implementation": implementation,
+        "original_implementation": previous,
+    }
+    ctx.set_attr(ctx, "_lc_fp32_rotation", desc)
+    return desc
+
+
+def with_fp32_rotation(apply: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Decorate a positional component's ``apply(self, ctx)``: once it has run, install
+    :func:`install_fp32_rotation` if ``self.config.fp32_rotation`` is true and report it under
+    ``"fp32_rotation"``. :class:`ScaledRope` applies it to every subclass's ``apply`` by itself."""
+
+    @functools.wraps(apply)
+    def wrapper(self: Any, ctx: Any) -> Any:
+        out = apply(self, ctx)
+        if getattr(self.config, "fp32_rotation", False):
+            out = dict(out or {})
+            out["fp32_rotation"] = install_fp32_rotation(ctx)
+        return out
+
+    wrapper._lc_fp32_rotation = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class ScaledRope:
     """Base of RoPE methods parametrised by a scale factor ``s`` that stretch the window to ``s·L``.
 
@@ -187,9 +318,19 @@ class ScaledRope:
     ``ROPE_INIT_FUNCTIONS`` format (reading ``factor`` from the layer's rope parameters); its config has
     ``factor`` and ``layers``. :meth:`apply` installs it with :func:`apply_rope` and scales the usable
     context by ``s``.
+
+    The ``fp32_rotation`` option lives here: every subclass's own ``apply`` is wrapped with
+    :func:`with_fp32_rotation` when the class is defined, so a subclass only declares the field
+    (:func:`fp32_rotation_field`) in its config; configs without it are unaffected.
     """
 
     rope_type: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("apply")
+        if own is not None and not getattr(own, "_lc_fp32_rotation", False):
+            cls.apply = with_fp32_rotation(own)  # type: ignore[method-assign]
 
     def __init__(self, config: Any, ctx: Any = None) -> None:
         self.config = config
@@ -204,6 +345,7 @@ class ScaledRope:
         """The entries this method adds to the layer's ``rope_parameters``."""
         return {"factor": self.config.factor}
 
+    @with_fp32_rotation
     def apply(self, ctx: ComposeContext) -> dict[str, Any]:
         out = apply_rope(
             ctx,

@@ -36,7 +36,7 @@ import torch
 
 from longctx.hooks import hookimpl
 from longctx.params import at_least, one_of
-from longctx.rope import LAYER_CHOICES, ScaledRope, apply_rope, rope_params, rotary_dim
+from longctx.rope import LAYER_CHOICES, ScaledRope, apply_rope, fp32_rotation_field, rope_params, rotary_dim
 
 ROPE_TYPE = "longctx_abf"
 
@@ -58,6 +58,7 @@ class ABFConfig:
     layers: str = attrs.field(
         default="full", validator=one_of(*LAYER_CHOICES), metadata={"help": "layer types to change"}
     )
+    fp32_rotation: bool = fp32_rotation_field()
 
 
 def abf_base(base: float, base_factor: float) -> float:

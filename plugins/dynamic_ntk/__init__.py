@@ -46,6 +46,7 @@ from longctx.params import at_least, one_of
 from longctx.rope import (
     LAYER_CHOICES,
     ScaledRope,
+    fp32_rotation_field,
     layer_inv_freq,
     new_rotary,
     rope_params,
@@ -69,6 +70,7 @@ class DynamicNTKConfig:
     layers: str = attrs.field(
         default="full", validator=one_of(*LAYER_CHOICES), metadata={"help": "layer types to change"}
     )
+    fp32_rotation: bool = fp32_rotation_field()
 
 
 def dynamic_ntk_base(base: Any, factor: float, seq_len: Any, window: int, dim: int) -> Any:

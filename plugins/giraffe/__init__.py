@@ -47,7 +47,15 @@ import torch
 from longctx.errors import ParameterError
 from longctx.hooks import hookimpl
 from longctx.params import at_least, non_negative, one_of
-from longctx.rope import LAYER_CHOICES, ScaledRope, apply_rope, default_inv_freq, rope_params, rotary_dim
+from longctx.rope import (
+    LAYER_CHOICES,
+    ScaledRope,
+    apply_rope,
+    default_inv_freq,
+    fp32_rotation_field,
+    rope_params,
+    rotary_dim,
+)
 
 TRUNCATED_TYPE = "longctx_giraffe_truncated"
 POWER_TYPE = "longctx_giraffe_power"
@@ -88,6 +96,7 @@ class TruncatedBasisConfig:
     )
     window_factor: float = _window_factor()
     layers: str = _layers()
+    fp32_rotation: bool = fp32_rotation_field()
 
     def __attrs_post_init__(self) -> None:
         if self.a is not None and self.b is not None and self.a > self.b:
@@ -105,6 +114,7 @@ class PowerScalingConfig:
     )
     window_factor: float = _window_factor()
     layers: str = _layers()
+    fp32_rotation: bool = fp32_rotation_field()
 
 
 def _window(config: Any, p: Any) -> int:

@@ -48,6 +48,7 @@ from longctx.rope import (
     ScaledRope,
     apply_rope,
     extended_window,
+    fp32_rotation_field,
     layer_inv_freq,
     new_rotary,
     rope_params,
@@ -105,6 +106,7 @@ class LongRoPEConfig:
     layers: str = attrs.field(
         default="full", validator=one_of(*LAYER_CHOICES), metadata={"help": "layer types to change"}
     )
+    fp32_rotation: bool = fp32_rotation_field()
 
 
 def longrope_attention_factor(factor: float, original: int) -> float:

@@ -23,7 +23,7 @@ import torch
 
 from longctx.hooks import hookimpl
 from longctx.params import at_least, one_of
-from longctx.rope import LAYER_CHOICES, ScaledRope, rope_params, rotary_dim
+from longctx.rope import LAYER_CHOICES, ScaledRope, fp32_rotation_field, rope_params, rotary_dim
 
 ROPE_TYPE = "longctx_ntk"
 
@@ -36,6 +36,7 @@ class NTKConfig:
     layers: str = attrs.field(
         default="full", validator=one_of(*LAYER_CHOICES), metadata={"help": "layer types to change"}
     )
+    fp32_rotation: bool = fp32_rotation_field()
 
 
 def ntk_base(base: float, factor: float, dim: int) -> float:

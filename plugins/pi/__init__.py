@@ -23,7 +23,7 @@ import torch
 
 from longctx.hooks import hookimpl
 from longctx.params import at_least, one_of
-from longctx.rope import LAYER_CHOICES, ScaledRope, default_inv_freq, rope_params
+from longctx.rope import LAYER_CHOICES, ScaledRope, default_inv_freq, fp32_rotation_field, rope_params
 
 ROPE_TYPE = "longctx_pi"
 
@@ -38,6 +38,7 @@ class PIConfig:
     layers: str = attrs.field(
         default="full", validator=one_of(*LAYER_CHOICES), metadata={"help": "layer types to change"}
     )
+    fp32_rotation: bool = fp32_rotation_field()
 
 
 def pi_inv_freq(config: Any, device: Any = None, seq_len: int | None = None, layer_type: str | None = None):

@@ -32,6 +32,14 @@ a neutral name; the extended layers carry ``G``, ``W`` and their RoPE frequencie
 ``module._lc["self-extend"]``; every other layer (Gemma 3's sliding layers with ``layers=full``) keeps the
 model's original attention function and mask.
 
+Precision. The re-rotation above always runs in float32 (:func:`longctx.rope.rerotate`: angles in float32,
+``x·cos + rotate_half(x)·sin`` in float32, the result cast back), which is the fix of Wang et al. 2024
+("When Precision Meets Position: BFloat16 Breaks Down RoPE in Long-Context Training", arXiv:2411.13476)
+for the grouped scores. The rotation of q and k at their absolute positions is the model's own;
+``fp32_rotation=true`` makes that one float32 too (the same as ``positional=native:fp32_rotation=true``,
+:func:`longctx.rope.install_fp32_rotation`). The extended layers then receive float32 q and k and compute
+their logits from them.
+
 Limitations: batches with padding (per-row positions) and custom 4D masks are refused; caches that evict
 (``kv=sink-window``, or the sliding-window cache layers of Gemma 3 under ``layers=all`` once the prompt
 exceeds the window) are refused at call time; attention weights are not returned.
@@ -53,7 +61,7 @@ from longctx.errors import CompositionError, IncompatibleModelError, InputError
 from longctx.hooks import hookimpl
 from longctx.params import one_of, positive
 from longctx.plugins.sink_window import LAYER_CHOICES, streamed_layers
-from longctx.rope import layer_inv_freq, rerotate
+from longctx.rope import fp32_rotation_field, install_fp32_rotation, layer_inv_freq, rerotate
 
 #: Key of this technique's entry in each attention module's per-layer context (``module._lc``).
 CONTEXT_KEY = "self-extend"
@@ -82,6 +90,7 @@ class SelfExtendConfig:
         validator=one_of(*LAYER_CHOICES),
         metadata={"help": "full: full-attention layers (sliding layers unchanged); all: every layer"},
     )
+    fp32_rotation: bool = fp32_rotation_field()
 
 
 @attrs.frozen
@@ -270,12 +279,14 @@ class SelfExtend:
     def apply(self, ctx: Any) -> dict[str, Any]:
         model = ctx.model
         cfg = text_config(model.config)
-        previous = cfg._attn_implementation or "eager"
-        rotaries = [m for _n, m in rotary_modules(model)]
-        if not rotaries:
+        if not rotary_modules(model):
             raise IncompatibleModelError(
                 f"self-extend re-rotates queries and keys and needs RoPE, but {ctx.info.architecture} has none"
             )
+        # first, so the original-attention passthrough below is the float32 rotation's cast-back wrapper
+        precision = install_fp32_rotation(ctx) if self.config.fp32_rotation else None
+        previous = cfg._attn_implementation or "eager"
+        rotaries = [m for _n, m in rotary_modules(model)]
         n = cfg.num_hidden_layers
         types = list(getattr(cfg, "layer_types", None) or [None] * n)
         extended = set(streamed_layers(model, self.config.layers))
@@ -313,6 +324,7 @@ class SelfExtend:
             "unchanged_layers": sorted(m.layer_idx for m in modules if m.layer_idx not in extended),
             "original_context": original,
             "max_context": ctx.max_context,
+            **({"fp32_rotation": precision} if precision is not None else {}),
         }
 
 

@@ -41,7 +41,15 @@ import torch
 from longctx.errors import ParameterError
 from longctx.hooks import hookimpl
 from longctx.params import at_least, one_of, optional, positive
-from longctx.rope import LAYER_CHOICES, ScaledRope, apply_rope, extended_window, rope_params, rotary_dim
+from longctx.rope import (
+    LAYER_CHOICES,
+    ScaledRope,
+    apply_rope,
+    extended_window,
+    fp32_rotation_field,
+    rope_params,
+    rotary_dim,
+)
 
 ROPE_TYPE = "longctx_yarn"
 
@@ -74,6 +82,7 @@ class YaRNConfig:
     layers: str = attrs.field(
         default="full", validator=one_of(*LAYER_CHOICES), metadata={"help": "layer types to change"}
     )
+    fp32_rotation: bool = fp32_rotation_field()
 
     def __attrs_post_init__(self) -> None:
         if self.beta_fast <= self.beta_slow:
