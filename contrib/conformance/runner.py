@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from longctx.contrib.conformance.checks import Check, CheckFailure, CheckSkipped, checks_in
@@ -41,9 +41,18 @@ def _slug(name: str) -> str:
     return re.sub(r"\W+", "_", name).strip("_")
 
 
+def shipped_contracts(plugin: object | None) -> list[type[Contract]]:
+    """The contracts a plugin ships as ``LONGCTX_CONTRACTS``: a sequence of contract classes, or a mapping
+    of technique name → contract class."""
+    shipped = getattr(plugin, "LONGCTX_CONTRACTS", None) or ()
+    if isinstance(shipped, Mapping):
+        shipped = shipped.values()
+    return list(shipped)
+
+
 def contract_for(family: str, name: str, *, plugin: object | None = None) -> type[Contract]:
     """The contract of technique ``name`` (see the module docstring for the lookup order)."""
-    for c in getattr(plugin, "LONGCTX_CONTRACTS", None) or ():
+    for c in shipped_contracts(plugin):
         if getattr(c, "family", None) == family and getattr(c, "technique", None) == name:
             return c
     from longctx.contrib.conformance.first_party import FIRST_PARTY
