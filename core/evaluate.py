@@ -237,7 +237,8 @@ def fit_length(
 
     The token count is assumed non-decreasing in ``n``. The search follows RULER: estimate the tokens
     per unit from a small probe, jump to the estimate, gallop (1, 2, 4, … units) to bracket the answer,
-    then bisect — a handful of tokenizations of the full prompt however long it is. With
+    then shrink the bracket by interpolation alternating with bisection — a handful of tokenizations of
+    the full prompt however long it is. With
     ``tolerance > 0`` it stops as soon as a prompt is within ``tolerance · target`` tokens below the
     target.
 
@@ -286,7 +287,7 @@ def fit_length(
         per_unit = (f(last) - f(lo)) / (last - lo)
         if per_unit <= 0:
             break
-        guess = clamp(max(good + int((target - f(good)) / per_unit), good + 1))
+        guess = clamp(max(good + int((target - slack // 2 - f(good)) / per_unit), good + 1))
         if bad is not None:
             guess = min(guess, bad - 1)
         if guess in seen:
@@ -307,21 +308,22 @@ def fit_length(
         step *= 2
         if step > 1 << 62:
             raise LongctxError("fit_length: the prompt does not grow with the number of filler units")
-    step = 1
+    # 3. shrink the bracket [good, bad): interpolate between its ends (one tokenization usually lands
+    #    within a unit or two when the estimate overshot slightly), alternating with bisection so the
+    #    worst case stays logarithmic
+    interpolate = True
     while bad - good > 1 and target - f(good) > slack:
-        n = max(bad - step, good + 1)
+        span = f(bad) - f(good)
+        if interpolate and span > 0:
+            n = good + int((target - f(good)) * (bad - good) / span)
+            n = min(max(n, good + 1), bad - 1)
+        else:
+            n = (good + bad) // 2
+        interpolate = not interpolate
         if f(n) <= target:
             good = n
-            break
-        bad = n
-        step *= 2
-    # 3. bisect [good, bad)
-    while bad - good > 1 and target - f(good) > slack:
-        mid = (good + bad) // 2
-        if f(mid) <= target:
-            good = mid
         else:
-            bad = mid
+            bad = n
     return result(good)
 
 
@@ -450,15 +452,28 @@ class _Progress:
 
 
 def _task_key(tname: str, task: EvalTask) -> str:
-    """What identifies a task's generator: its name with parameters, and its source code's hash (a changed
-    generator never reuses stale cached cases)."""
+    """What identifies a task's generator: its name with parameters, and the source of the package that
+    defines it (every module of the plugin package, so a changed shared helper also invalidates cached
+    cases)."""
     import inspect
 
-    try:
-        src = inspect.getsource(inspect.getmodule(type(task)))  # type: ignore[arg-type]
-    except (OSError, TypeError):
-        src = type(task).__qualname__
-    return _sha256(tname, src)[:16]
+    module = inspect.getmodule(type(task))
+    h = hashlib.sha256(tname.encode("utf-8"))
+    files: list[Path] = []
+    mod_file = getattr(module, "__file__", None)
+    if mod_file:
+        path = Path(mod_file)
+        # the plugin package: the module's folder when it is a package's __init__ or inside one
+        folder = path.parent if (path.parent / "__init__.py").exists() else None
+        files = sorted(folder.rglob("*.py")) if folder is not None and path.parent.name != "longctx" else [path]
+    if not files:
+        h.update(type(task).__qualname__.encode("utf-8"))
+    for f in files:
+        try:
+            h.update(f.read_bytes())
+        except OSError:
+            h.update(str(f).encode("utf-8"))
+    return h.hexdigest()[:16]
 
 
 def case_cache_dir() -> Path:
