@@ -406,9 +406,10 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _result_key(r: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    """What makes a result reusable: the same case of the same task on the same pipeline (name and spec)."""
-    return (r["task"], r["case_id"], r["pipeline"], r.get("spec", r["pipeline"]))
+def _result_key(r: Mapping[str, Any]) -> tuple[str, str, str, str, int]:
+    """What makes a result reusable: the same case of the same task on the same pipeline (name and spec)
+    in the same length cell (a prompt that needs no truncation is identical at several lengths)."""
+    return (r["task"], r["case_id"], r["pipeline"], r.get("spec", r["pipeline"]), int(r["target_tokens"]))
 
 
 class _Progress:
@@ -452,9 +453,9 @@ class _Progress:
 
 
 def _task_key(tname: str, task: EvalTask) -> str:
-    """What identifies a task's generator: its name with parameters, and the source of the package that
+    """What identifies a task's generator: its name with parameters, the source of the package that
     defines it (every module of the plugin package, so a changed shared helper also invalidates cached
-    cases)."""
+    cases), and the task's own ``cache_key()`` when it has one (a loader's data file and its mtime)."""
     import inspect
 
     module = inspect.getmodule(type(task))
@@ -468,6 +469,9 @@ def _task_key(tname: str, task: EvalTask) -> str:
         files = sorted(folder.rglob("*.py")) if folder is not None and path.parent.name != "longctx" else [path]
     if not files:
         h.update(type(task).__qualname__.encode("utf-8"))
+    extra = getattr(task, "cache_key", None)
+    if callable(extra):  # e.g. a loader's data file path, size and mtime
+        h.update(repr(extra()).encode("utf-8"))
     for f in files:
         try:
             h.update(f.read_bytes())
@@ -596,7 +600,7 @@ def run_eval(
     registry = registry or _registry_of(pipelines)
     cache = Path(case_cache) if case_cache is not None else None
 
-    done: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    done: dict[tuple[str, str, str, str, int], dict[str, Any]] = {}
     fh = None
     if out_dir is not None:
         out = Path(out_dir)
@@ -642,7 +646,7 @@ def _ends_with_newline(path: Path) -> bool:
 
 @attrs.define
 class _RunOptions:
-    done: dict[tuple[str, str, str, str], dict[str, Any]]
+    done: dict[tuple[str, str, str, str, int], dict[str, Any]]
     fh: Any
     add_special_tokens: bool
     reuse_prefix: bool
@@ -668,7 +672,7 @@ def _run_cases(
     prefix_context: str | None = None
     own = getattr(task, "evaluate", None)
     for sample, index, case in cases:
-        key = (tname, case.id, pname, spec)
+        key = (tname, case.id, pname, spec, int(case.target_tokens))
         row = opts.done.get(key)
         if row is None:
             if (

@@ -341,3 +341,30 @@ def test_fit_length_with_chat_tokenizer_counts_the_template(byte_tok):
     fit = fit_length(lambda n: render_prompt(chat, "word " * n, "\nA:"), chat, 300, reserve=5)
     assert fit.tokens == count_prompt_tokens(chat, fit.text) + 5 <= 300
     assert 300 - fit.tokens < 5
+
+
+def test_a_prompt_identical_at_two_lengths_is_recorded_under_each(tiny, tmp_path):
+    """A case whose prompt does not depend on the length (an untruncated real-data sample) gets one
+    result per length cell, not the first length's row reused."""
+
+    class Fixed(TwoQuestions):
+        def cases(self, tokenizer, *, length, depth, seed):
+            prompt = "Ann has 3 cats.\nHow many cats? Answer:"
+            yield Case("fixed", prompt, "3", length, count_prompt_tokens(tokenizer, prompt) + 4, depth, seed, 4)
+
+    with compose(tiny("llama"), None) as pipe:
+        rows = run_eval({"p": pipe}, {"fixed": Fixed()}, lengths=[100, 200], out_dir=tmp_path)
+        again = run_eval({"p": pipe}, {"fixed": Fixed()}, lengths=[100, 200], out_dir=tmp_path)
+    assert [r["target_tokens"] for r in rows] == [100, 200] and rows[0]["case_id"] == rows[1]["case_id"]
+    assert again == rows and len((tmp_path / RESULTS_FILE).read_text().splitlines()) == 2
+
+
+def test_task_cache_key_is_part_of_the_case_cache_key(byte_tok, tmp_path):
+    task = CountingPasskey()
+    key = ["a"]
+    task.cache_key = lambda: key[0]
+    cached_cases(task, "passkey", byte_tok, length=300, depth=0.5, seed=0, cache=tmp_path)
+    cached_cases(task, "passkey", byte_tok, length=300, depth=0.5, seed=0, cache=tmp_path)
+    key[0] = "b"  # the data changed
+    cached_cases(task, "passkey", byte_tok, length=300, depth=0.5, seed=0, cache=tmp_path)
+    assert task.built == 2

@@ -41,7 +41,7 @@ from typing import Any
 
 from longctx.hooks import hookimpl
 from longctx.plugins.local_data import cnnsum, detectiveqa, lciteeval, leval, longbench, loogle, lveval
-from longctx.plugins.local_data._common import FIXTURES
+from longctx.plugins.local_data._common import FIXTURES, data_cache_key
 
 __all__ = ["FIXTURES", "TASKS", "lc_register_evaluators"]
 
@@ -106,6 +106,11 @@ def __getattr__(name: str) -> Any:
 
         return CONTRACTS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# every loader's cases depend on its data file: let the case cache see the file's size and mtime
+for _config, _cls, _summary, _paper in TASKS.values():
+    _cls.cache_key = data_cache_key
 
 
 @hookimpl

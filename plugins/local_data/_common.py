@@ -394,3 +394,22 @@ def stem_dataset(path: Path) -> str:
         if name.endswith(ext):
             return name[: -len(ext)]
     return os.path.splitext(name)[0]
+
+
+def data_cache_key(task: Any) -> tuple[Any, ...]:
+    """The identity of a loader's data for the case cache (``longctx.evaluate._task_key`` calls
+    ``task.cache_key()``): the resolved path with the size and mtime of every file under it, so an
+    edited or replaced data file is never served from stale cached cases."""
+    raw = getattr(getattr(task, "config", None), "path", None)
+    if not raw:
+        return ()
+    path = Path(str(raw)).expanduser()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    out = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            out.append((str(f.resolve()), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(f), None, None))
+    return tuple(out)
