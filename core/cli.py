@@ -353,7 +353,9 @@ def eval_cmd(
         _emit_json(summary)
         return
     table = Table(title="results (mean score)")
-    metric_names = sorted({k for r in summary["by_length"] for k in (r.get("metrics") or {})})
+    # sub-metric columns only for a single task (several tasks' metrics would not fit: see summary.csv)
+    one_task = len({r["task"] for r in summary["by_length"]}) == 1
+    metric_names = sorted({k for r in summary["by_length"] for k in (r.get("metrics") or {})}) if one_task else []
     for col in ("task", "diffusion/scope", "length", "pipeline", "score", *metric_names, "n", "s / case"):
         table.add_column(col)
     for row in summary["by_length"]:
@@ -370,7 +372,9 @@ def eval_cmd(
         )
     console.print(table)
     if out_dir:
-        console.print(f"results: [bold]{Path(out_dir) / 'results.jsonl'}[/] · summary.json · summary.csv")
+        console.print(
+            f"results: [bold]{Path(out_dir) / 'results.jsonl'}[/] · summary.json · summary.csv (with every sub-metric)"
+        )
         for f in summary.get("figures", []):
             console.print(f"figure: {f}")
 
