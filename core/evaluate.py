@@ -287,7 +287,7 @@ def fit_length(
         per_unit = (f(last) - f(lo)) / (last - lo)
         if per_unit <= 0:
             break
-        guess = clamp(max(good + int((target - slack // 2 - f(good)) / per_unit), good + 1))
+        guess = clamp(max(good + int((target - f(good)) / per_unit), good + 1))
         if bad is not None:
             guess = min(guess, bad - 1)
         if guess in seen:
