@@ -16,7 +16,7 @@ $(BIN)/python:
 # dependencies beyond longctx itself, so that the suite runs the conformance kit on it.
 $(VENV)/.installed: $(BIN)/python pyproject.toml contrib/knorm/pyproject.toml
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_CPU)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,zh]"
 	$(BIN)/python -m pip install -q --no-deps -e contrib/knorm
 	@touch $@
 
@@ -39,7 +39,7 @@ test-compat:
 	$(PY) -m venv .venv-compat
 	.venv-compat/bin/python -m pip install -q --upgrade pip
 	@.venv-compat/bin/python -c "import torch" 2>/dev/null || .venv-compat/bin/python -m pip install -q $(TORCH_CPU)
-	.venv-compat/bin/python -m pip install -q -e ".[dev]" "transformers==$(TRANSFORMERS)"
+	.venv-compat/bin/python -m pip install -q -e ".[dev,zh]" "transformers==$(TRANSFORMERS)"
 	.venv-compat/bin/python -m pip install -q --no-deps -e contrib/knorm
 	LONGCTX_STRICT_PLUGINS=1 .venv-compat/bin/python -m pytest -m "not slow" -q
 
