@@ -42,6 +42,7 @@ from longctx.textsplit import sentence_spans
 __all__ = [
     "HAYSTACKS",
     "NOISE",
+    "UuidPairs",
     "insert_at_depths",
     "noise_sentences",
     "prose_sentences",
@@ -167,3 +168,28 @@ def insert_at_depths(
         prev = boundary[i]
     out.extend(haystack[prev:])
     return out, [ends[b] / total for b in boundary]
+
+
+class UuidPairs:
+    """An endless, seeded stream of distinct uuid key–value pairs (the haystack of kv-retrieval and Needle
+    Threading). ``take(k)`` is prefix-stable in ``k`` — the first ``k`` pairs never change when more are
+    drawn — so a prompt built from it grows monotonically with ``k``, as length fitting needs."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.records: list[tuple[str, str]] = []
+        self.seen: set[str] = set()
+
+    def fresh(self) -> str:
+        """A uuid not drawn before from this stream."""
+        while True:
+            u = rng_uuid(self.rng)
+            if u not in self.seen:
+                self.seen.add(u)
+                return u
+
+    def take(self, k: int) -> list[tuple[str, str]]:
+        """The first ``k`` pairs (a new list)."""
+        while len(self.records) < k:
+            self.records.append((self.fresh(), self.fresh()))
+        return list(self.records[:k])

@@ -85,7 +85,7 @@ import attrs
 
 from longctx.errors import InputError
 from longctx.evaluate import Case, count_prompt_tokens, derive_seed, fit_length, render_prompt
-from longctx.haystack import rng_uuid
+from longctx.haystack import UuidPairs
 from longctx.hooks import hookimpl
 from longctx.params import at_least, in_range, one_of
 
@@ -103,26 +103,7 @@ def format_records(records: list[tuple[str, str]]) -> str:
     return "{" + ",\n ".join(f'"{k}": "{v}"' for k, v in records) + "}"
 
 
-class _Records:
-    """An endless, seeded stream of distinct uuid records; ``take(k)`` is prefix-stable in ``k`` (the
-    first ``k`` records never change when more are drawn), so the prompt grows monotonically with ``k``."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.records: list[tuple[str, str]] = []
-        self.seen: set[str] = set()
-
-    def _fresh(self) -> str:
-        while True:
-            u = rng_uuid(self.rng)
-            if u not in self.seen:
-                self.seen.add(u)
-                return u
-
-    def take(self, k: int) -> list[tuple[str, str]]:
-        while len(self.records) < k:
-            self.records.append((self._fresh(), self._fresh()))
-        return self.records[:k]
+_Records = UuidPairs  # the shared seeded uuid-pair stream of longctx.haystack
 
 
 def gold_indices(k: int, depth: float, queries: int) -> list[int]:

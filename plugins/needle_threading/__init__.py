@@ -72,7 +72,7 @@ import attrs
 
 from longctx.errors import InputError
 from longctx.evaluate import Case, count_prompt_tokens, derive_seed, fit_length, render_prompt
-from longctx.haystack import rng_uuid
+from longctx.haystack import UuidPairs
 from longctx.hooks import hookimpl
 from longctx.params import at_least, in_range, one_of
 
@@ -107,25 +107,7 @@ def format_keys(keys: Sequence[str]) -> str:
     return "[" + ", ".join(f'"{k}"' for k in keys) + "]"
 
 
-class _Records:
-    """An endless, seeded stream of distinct uuid pairs; ``take(k)`` is prefix-stable in ``k``."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.records: list[tuple[str, str]] = []
-        self.seen: set[str] = set()
-
-    def _fresh(self) -> str:
-        while True:
-            u = rng_uuid(self.rng)
-            if u not in self.seen:
-                self.seen.add(u)
-                return u
-
-    def take(self, k: int) -> list[tuple[str, str]]:
-        while len(self.records) < k:
-            self.records.append((self._fresh(), self._fresh()))
-        return list(self.records[:k])
+_Records = UuidPairs  # the shared seeded uuid-pair stream of longctx.haystack
 
 
 # -- scoring -------------------------------------------------------------------------------------------
