@@ -487,6 +487,14 @@ def case_cache_dir() -> Path:
     return Path(cache_dir()) / "cases"
 
 
+def case_cache_folder(cache: Path, tname: str, task: EvalTask, tokenizer: Any) -> Path:
+    """The folder of one task's cached cases for one tokenizer: ``cache/<tokenizer fingerprint>/<task key>``.
+
+    Computing it tokenizes a probe and hashes the task's plugin package, so a run computes it once per
+    task, not once per cell."""
+    return cache / tokenizer_fingerprint(tokenizer) / _task_key(tname, task)
+
+
 def cached_cases(
     task: EvalTask,
     tname: str,
@@ -496,11 +504,13 @@ def cached_cases(
     depth: float,
     seed: int,
     cache: Path | None,
+    folder: Path | None = None,
 ) -> list[Case]:
     """``task.cases(…)`` for one cell, read from / written to the case cache when ``cache`` is a folder.
 
     The cache key is (tokenizer fingerprint, task name + parameters + generator source, length, depth,
-    seed); files are JSON, written atomically. A damaged file is regenerated.
+    seed); files are JSON, written atomically. A damaged file is regenerated. ``folder`` is the task's
+    :func:`case_cache_folder`, when the caller has it already.
     """
 
     def build() -> list[Case]:
@@ -508,7 +518,8 @@ def cached_cases(
 
     if cache is None:
         return build()
-    folder = cache / tokenizer_fingerprint(tokenizer) / _task_key(tname, task)
+    if folder is None:
+        folder = case_cache_folder(cache, tname, task, tokenizer)
     path = folder / f"L{length}-d{depth:g}-s{seed}.json"
     if path.exists():
         try:
@@ -540,10 +551,13 @@ def _cells(
     so one seed gives the same keys at every length and depth (paired comparisons, as LongLoRA). A task
     whose ``depth_sensitive`` is false is built once per length (at depth 0.5)."""
     cell_depths = depths if getattr(task, "depth_sensitive", True) else (0.5,)
+    folder = case_cache_folder(cache, tname, task, tokenizer) if cache is not None else None
     for length in lengths:
         for depth in cell_depths:
             for s in range(samples):
-                cases = cached_cases(task, tname, tokenizer, length=length, depth=depth, seed=seed + s, cache=cache)
+                cases = cached_cases(
+                    task, tname, tokenizer, length=length, depth=depth, seed=seed + s, cache=cache, folder=folder
+                )
                 for j, case in enumerate(cases):
                     yield s, j, case
 
@@ -934,6 +948,7 @@ __all__ = [
     "Fit",
     "cached_cases",
     "case_cache_dir",
+    "case_cache_folder",
     "count_prompt_tokens",
     "derive_seed",
     "first_integer",
