@@ -135,11 +135,12 @@ class Passkey:
         head = "\n".join(x for x in (TASK_DESCRIPTION, prefix) if x) + "\n"
         body = head + info + ("\n" + suffix if suffix else "")
         text = render_prompt(tokenizer, body, "\n" + FINAL_QUESTION)
+        start = text.index(info)
         meta = {
             "key": key,
             "information_line": info,
-            "needle_start": text.index(info),
-            "needle_end": text.index(info) + len(info),
+            "needle_start": start,
+            "needle_end": start + len(info),
             "noise_words": n_words,
             "noise_depth": actual,
         }
